@@ -1,0 +1,1 @@
+"""Printz's own feature plugins, each a blueprint found by entry point."""

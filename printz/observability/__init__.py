@@ -1,0 +1,1 @@
+"""Sentry hooks, error handlers, scrubbing, sampling and the AI tracing helpers."""

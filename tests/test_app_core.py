@@ -1,0 +1,194 @@
+"""The app's shared behaviour: health, errors, request ids, OpenAPI, Sentry."""
+
+from __future__ import annotations
+
+import pytest
+
+from printz import create_app
+from printz.config import ConfigError
+
+
+def test_healthz_answers_without_touching_dependencies(settings):
+    settings.update(
+        MONGO_URI="mongodb://127.0.0.1:9/x", REDIS_URL="redis://127.0.0.1:9"
+    )
+    app = create_app(settings)
+
+    response = app.test_client().get("/healthz")
+
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_readyz_is_ready_when_mongo_and_redis_answer(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "ready"
+
+
+def test_readyz_names_what_is_down(settings):
+    settings.update(
+        MONGO_URI="mongodb://127.0.0.1:9/x?directConnection=true",
+        MONGO_TIMEOUT_MS=300,
+        REDIS_URL="redis://127.0.0.1:9/0",
+        REDIS_TIMEOUT_S=0.3,
+    )
+    app = create_app(settings)
+
+    response = app.test_client().get("/readyz")
+
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["error"]["code"] == "not_ready"
+    assert body["error"]["failed"] == ["mongo", "redis"]
+
+
+def test_every_response_carries_a_request_id(client):
+    made = client.get("/healthz").headers["X-Request-ID"]
+    kept = client.get("/healthz", headers={"X-Request-ID": "lb-1234abcd"})
+    insane = client.get("/healthz", headers={"X-Request-ID": "<script>" * 3})
+
+    assert len(made) == 32
+    assert kept.headers["X-Request-ID"] == "lb-1234abcd"
+    assert insane.headers["X-Request-ID"] != "<script>" * 3
+
+
+def test_unknown_route_is_a_json_404_carrying_the_request_id(client):
+    response = client.get("/api/nothing-here", headers={"X-Request-ID": "abcd1234"})
+
+    assert response.status_code == 404
+    assert response.get_json() == {
+        "error": {
+            "code": "not_found",
+            "message": "Not found.",
+            "request_id": "abcd1234",
+        }
+    }
+
+
+def test_wrong_method_is_a_json_405(client):
+    response = client.delete("/api/auth/me")
+
+    assert response.status_code == 405
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
+    assert "GET" in response.headers["Allow"]
+
+
+def test_malformed_json_is_a_400(client):
+    response = client.post(
+        "/api/auth/login", data="{not json", content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "malformed_json"
+
+
+def test_body_over_one_mebibyte_is_a_413(client):
+    huge = '{"email": "' + "a" * (1024 * 1024) + '"}'
+
+    response = client.post(
+        "/api/auth/login", data=huge, content_type="application/json"
+    )
+
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "payload_too_large"
+
+
+def test_unhandled_error_is_reported_once_with_its_event_id(client, sentry_sink):
+    response = client.get("/debug-sentry", headers={"X-Request-ID": "req-debug-1"})
+
+    assert response.status_code == 500
+    error = response.get_json()["error"]
+    assert error["code"] == "internal_error"
+    assert error["request_id"] == "req-debug-1"
+    events = sentry_sink.wait_for(lambda sink: sink.events())
+    assert len(events) == 1
+    assert events[0]["event_id"] == error["event_id"]
+    assert events[0]["tags"]["request_id"] == "req-debug-1"
+    assert events[0]["exception"]["values"][-1]["type"] == "SentryCheckError"
+
+
+def test_debug_route_accepts_any_method(client):
+    assert client.post("/debug-sentry").status_code == 500
+    assert client.delete("/debug-sentry").status_code == 500
+
+
+def test_debug_route_is_absent_in_production(settings):
+    settings.update(PRINTZ_ENV="production", SECRET_KEY="a-real-production-secret")
+    app = create_app(settings)
+
+    assert app.test_client().get("/debug-sentry").status_code == 404
+
+
+def test_client_errors_are_not_reported(client, sentry_sink):
+    import sentry_sdk
+
+    client.get("/api/nothing-here")
+    client.post("/api/auth/login", json={"email": 1})
+    client.get("/api/auth/me")
+    client.post("/api/auth/login", data="{", content_type="application/json")
+    sentry_sdk.flush(timeout=2)
+
+    assert sentry_sink.events() == []
+
+
+def test_production_refuses_to_start_without_a_secret_key(settings):
+    settings.update(PRINTZ_ENV="production")
+    settings.pop("SECRET_KEY")
+
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        create_app(settings)
+
+
+def test_a_bad_setting_names_the_key_and_what_is_allowed(settings):
+    settings.update(PRINTZ_ENV="staging")
+
+    with pytest.raises(ConfigError, match=r"PRINTZ_ENV.*development, test, production"):
+        create_app(settings)
+
+
+def test_environment_variables_override_defaults(monkeypatch, settings):
+    from printz.config import load_settings
+
+    monkeypatch.setenv("PRINTZ_MONGO_TIMEOUT_MS", "1234")
+    monkeypatch.setenv("PRINTZ_PLUGINS", "auth, catalog")
+    monkeypatch.setenv("SENTRY_TRACES_SAMPLE_RATE", "0.5")
+
+    values = load_settings()
+
+    assert values["MONGO_TIMEOUT_MS"] == 1234
+    assert values["PRINTZ_PLUGINS"] == ("auth", "catalog")
+    assert values["SENTRY_TRACES_SAMPLE_RATE"] == 0.5
+
+
+def test_a_number_setting_given_text_names_the_key(monkeypatch):
+    from printz.config import load_settings
+
+    monkeypatch.setenv("PRINTZ_PORT", "five thousand")
+
+    with pytest.raises(ConfigError, match="PORT='five thousand': must be a whole"):
+        load_settings()
+
+
+def test_a_broken_sentry_setting_does_not_stop_the_app(settings, caplog):
+    settings.update(SENTRY_DSN="this is not a dsn")
+
+    app = create_app(settings)
+
+    assert app.test_client().get("/healthz").status_code == 200
+    assert "Sentry could not start" in caplog.text
+
+
+def test_openapi_document_describes_the_api(client):
+    response = client.get("/api/openapi.json")
+
+    assert response.status_code == 200
+    document = response.get_json()
+    assert document["openapi"].startswith("3.1")
+    assert {"/api/auth/register", "/api/auth/login", "/api/auth/me"} <= set(
+        document["paths"]
+    )
+    register = document["paths"]["/api/auth/register"]["post"]
+    assert "201" in register["responses"]
+    assert "RegisterBody" in document["components"]["schemas"]
