@@ -1,0 +1,53 @@
+"""Production serving settings, also used by ``make run``.
+
+Every value can be set from the environment (``PRINTZ_WORKERS``...), so the
+same file serves a laptop and a fleet.
+
+Worker class: chat answers are long-lived streams that mostly wait on the
+model server. gthread workers hold one thread per open stream, so a few
+hundred streams need a few hundred threads; gevent workers hold thousands of
+cheap greenlets. The default is gthread, which needs no monkey-patching; the
+stream benchmark (bench/) compares both and says when to pick gevent.
+"""
+
+import multiprocessing
+import os
+
+from printz.config import load_settings
+
+
+def _env(name: str, default):
+    value = os.environ.get(f"PRINTZ_{name}")
+    return type(default)(value) if value not in (None, "") else default
+
+
+# HOST and PORT come from Printz's own settings, so instance/printz.cfg and
+# the environment decide here exactly as they do for the app.
+_settings = load_settings()
+bind = f"{_settings['HOST']}:{_settings['PORT']}"
+workers = _env("WORKERS", min(multiprocessing.cpu_count() * 2, 8))
+worker_class = _env("WORKER_CLASS", "gthread")
+threads = _env("THREADS", 32)
+worker_connections = _env("WORKER_CONNECTIONS", 1000)
+# A sync-style timeout would cut open chat streams; gthread and gevent workers
+# heartbeat independently of requests, so this only catches a stuck worker.
+timeout = _env("TIMEOUT", 120)
+graceful_timeout = _env("GRACEFUL_TIMEOUT", 30)
+keepalive = _env("KEEPALIVE", 5)
+preload_app = _env("PRELOAD", 0) == 1
+max_requests = _env("MAX_REQUESTS", 0)
+max_requests_jitter = _env("MAX_REQUESTS_JITTER", 0)
+
+accesslog = "-"
+errorlog = "-"
+# Request id and duration in milliseconds on every access line.
+access_log_format = (
+    '%(h)s "%(r)s" %(s)s %(b)s %(M)sms req=%({x-request-id}o)s ua="%(a)s"'
+)
+
+
+def worker_exit(server, worker):
+    """Send what Sentry still holds before the worker goes away."""
+    import sentry_sdk
+
+    sentry_sdk.flush(timeout=2)
