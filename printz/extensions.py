@@ -18,9 +18,9 @@ from flask import Flask, current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
-from flask_session import Session
 from pymongo.database import Database
 
+from printz import sessions
 from printz.errors import DependencyUnavailable, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,11 @@ class Mongo:
         self.client.admin.command("ping")
 
 
+# Used when REDIS_URL is unset: nothing listens on port 1, so every use fails
+# fast as "redis unavailable" (a 503 and a failed /readyz), not at start-up.
+UNCONFIGURED_REDIS_URL = "redis://127.0.0.1:1/0"
+
+
 class Redis:
     """The Redis client shared by the cache, sessions and the rate limiter.
 
@@ -95,25 +100,17 @@ class Redis:
         url = app.config.get("REDIS_URL")
         if not url:
             log.warning("REDIS_URL is not set: sessions and the cache fail")
-            app.extensions["printz.redis"] = None
-            return
         timeout = app.config["REDIS_TIMEOUT_S"]
         app.extensions["printz.redis"] = redis.Redis.from_url(
-            url,
+            url or UNCONFIGURED_REDIS_URL,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             health_check_interval=30,
         )
 
-    def client_for(self, app: Flask) -> redis.Redis:
-        client = app.extensions.get("printz.redis")
-        if client is None:
-            raise DependencyUnavailable("redis", "REDIS_URL is not configured.")
-        return client
-
     @property
     def client(self) -> redis.Redis:
-        return self.client_for(current_app)
+        return current_app.extensions["printz.redis"]
 
     def ping(self) -> None:
         self.client.ping()
@@ -121,7 +118,6 @@ class Redis:
 
 mongo = Mongo()
 redis_store = Redis()
-session_store = Session()
 login_manager = LoginManager()
 
 
@@ -139,15 +135,7 @@ limiter = Limiter(
 
 
 def init_sessions(app: Flask) -> None:
-    """Server-side sessions in Redis under ``session:``; the cookie holds the id."""
-    app.config.update(
-        SESSION_TYPE="redis",
-        SESSION_REDIS=app.extensions["printz.redis"],
-        SESSION_KEY_PREFIX="session:",
-        SESSION_PERMANENT=True,
-        SESSION_SERIALIZATION_FORMAT="json",
-    )
-    session_store.init_app(app)
+    sessions.init_app(app, app.extensions["printz.redis"])
 
 
 def init_login(app: Flask) -> None:
