@@ -145,3 +145,12 @@ def staff(app):
     assert response.status_code == 200, response.get_json()
     signed_in.user = response.get_json()
     return signed_in
+
+
+@pytest.fixture
+def catalog(app) -> dict[str, int]:
+    """The shop's catalogue, seeded from its data file as `flask printz seed` does."""
+    from printz.cli import seed_data
+
+    with app.app_context():
+        return seed_data()

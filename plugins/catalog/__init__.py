@@ -1,9 +1,13 @@
-"""The catalog plugin (its routes arrive with their own issue)."""
+"""The catalogue: products, search, and priced quotes."""
 
-from flask_openapi3 import APIBlueprint, Tag
-
+from plugins.catalog import service, views
+from plugins.catalog.seed import seed_catalogue
 from printz.plugins import Plugin
 
-bp = APIBlueprint("catalog", __name__, abp_tags=[Tag(name="catalog")])
-
-plugin = Plugin(name="catalog", blueprint=bp, url_prefix="/api")
+plugin = Plugin(
+    name="catalog",
+    blueprint=views.bp,
+    url_prefix="/api",
+    create_indexes=service.create_indexes,
+    seed=seed_catalogue,
+)

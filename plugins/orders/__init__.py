@@ -1,9 +1,12 @@
-"""The orders plugin (its routes arrive with their own issue)."""
+"""Orders: placing them once, following them, moving them through production."""
 
-from flask_openapi3 import APIBlueprint, Tag
-
+from plugins.orders import service, views
 from printz.plugins import Plugin
 
-bp = APIBlueprint("orders", __name__, abp_tags=[Tag(name="orders")])
-
-plugin = Plugin(name="orders", blueprint=bp, url_prefix="/api")
+plugin = Plugin(
+    name="orders",
+    blueprint=views.bp,
+    url_prefix="/api",
+    create_indexes=service.create_indexes,
+    requires=("auth", "catalog"),
+)
