@@ -46,8 +46,41 @@ access_log_format = (
 )
 
 
-def worker_exit(server, worker):
-    """Send what Sentry still holds before the worker goes away."""
+# Sentry hooks. Each process sends its own events from a background thread, and
+# logs in batches every few seconds: what a process still holds when it goes
+# away is lost unless it is flushed first. sentry_sdk is imported inside the
+# hooks so the master imports it only when it runs the app (--preload).
+SENTRY_FLUSH_S = 2.0
+
+
+def _flush_sentry(timeout: float = SENTRY_FLUSH_S) -> bool:
     import sentry_sdk
 
-    sentry_sdk.flush(timeout=2)
+    if not sentry_sdk.get_client().is_active():
+        return False
+    sentry_sdk.flush(timeout=timeout)
+    return True
+
+
+def pre_fork(server, worker):
+    """With --preload the master has sent start-up logs: empty its queue first.
+
+    A child inherits the parent's unsent envelopes and would send them again.
+    """
+    _flush_sentry()
+
+
+def worker_exit(server, worker):
+    """Send what Sentry still holds before the worker goes away."""
+    if _flush_sentry():
+        server.log.info("worker %s: Sentry events flushed", worker.pid)
+
+
+def worker_abort(worker):
+    """A worker killed for timing out still says why, briefly."""
+    _flush_sentry(timeout=1.0)
+
+
+def on_exit(server):
+    """The master's own events (start-up logs under --preload)."""
+    _flush_sentry()

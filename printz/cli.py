@@ -9,10 +9,12 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from printz.extensions import mongo, redis_store
+from printz.observability.check import sentry_check_command
 
 log = logging.getLogger(__name__)
 
 printz_cli = AppGroup("printz", help="Printz maintenance commands.")
+printz_cli.add_command(sentry_check_command)
 
 
 def loaded_plugins():

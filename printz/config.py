@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from printz.observability.tokens import parse_price_table
+
 ENV_PREFIX = "PRINTZ_"
 DEV_SECRET_KEY = "printz-development-only-not-a-secret"
 ENVIRONMENTS = ("development", "test", "production")
@@ -60,6 +62,14 @@ def _positive(value: Any) -> str | None:
 def _port(value: Any) -> str | None:
     if not 0 < value < 65536:
         return "must be a port number from 1 to 65535"
+    return None
+
+
+def _model_prices(value: Any) -> str | None:
+    try:
+        parse_price_table(value)
+    except ValueError as error:
+        return str(error)
     return None
 
 
@@ -122,10 +132,85 @@ SETTINGS: tuple[Setting, ...] = (
         "send chat prompts, answers and tool arguments to Sentry",
     ),
     Setting(
+        "SENTRY_TRACE_PROPAGATION_TARGETS",
+        (),
+        "comma-separated hosts (host or host:port) of Printz's own services that "
+        "receive trace headers; never the model server",
+    ),
+    Setting(
+        "SENTRY_TRANSPORT_QUEUE_SIZE",
+        100,
+        "envelopes waiting for Sentry before new ones are dropped",
+        check=_positive,
+    ),
+    Setting(
+        "PRINTZ_MODEL_PRICES",
+        {},
+        'JSON: model -> {"input", "output", "cached_input"} in USD per million '
+        "tokens; the cost on AI spans and in the usage ledger",
+        check=_model_prices,
+    ),
+    Setting(
         "OPENAI_API_KEY", None, "model server API key", plain_env=True, secret=True
     ),
     Setting("OPENAI_BASE_URL", None, "OpenAI-compatible server URL", plain_env=True),
     Setting("PRINTZ_CHAT_MODEL", "gpt-4o-mini", "default chat model"),
+    Setting(
+        "PRINTZ_CHAT_MODELS",
+        (),
+        "other models a client may ask for (comma-separated allowlist)",
+    ),
+    Setting(
+        "PRINTZ_CHAT_MAX_STEPS", 5, "model calls per chat turn at most", check=_positive
+    ),
+    Setting(
+        "PRINTZ_CHAT_TIMEOUT_S",
+        60.0,
+        "longest wait for the model's next chunk (and first token)",
+        check=_positive,
+    ),
+    Setting(
+        "PRINTZ_CHAT_CONNECT_TIMEOUT_S",
+        5.0,
+        "longest wait to connect to the model server",
+        check=_positive,
+    ),
+    Setting(
+        "PRINTZ_CHAT_RETRIES",
+        1,
+        "retries of a model call that fails before its first token",
+        check=lambda v: None if 0 <= v <= 5 else "must be from 0 to 5",
+    ),
+    Setting(
+        "PRINTZ_CHAT_KEEPALIVE_S",
+        10.0,
+        "keep-alive comment interval while the model or a tool is silent",
+        check=_positive,
+    ),
+    Setting(
+        "PRINTZ_CHAT_DAILY_MESSAGES",
+        200,
+        "chat messages per customer per UTC day",
+        check=_positive,
+    ),
+    Setting(
+        "PRINTZ_CHAT_DAILY_TOKENS",
+        500_000,
+        "model tokens per customer per UTC day",
+        check=_positive,
+    ),
+    Setting(
+        "PRINTZ_CHAT_MAX_INPUT_CHARS",
+        4000,
+        "longest customer message",
+        check=_positive,
+    ),
+    Setting(
+        "PRINTZ_CHAT_RETENTION_DAYS",
+        180,
+        "days a conversation is kept after its last message (TTL index)",
+        check=_positive,
+    ),
     Setting(
         "PRINTZ_PLUGINS",
         ("auth", "catalog", "orders", "chat"),

@@ -1,4 +1,12 @@
-"""Log records stamped with request id and user id; JSON lines in production."""
+"""Log records stamped with request id and user id; JSON lines in production.
+
+Every record made while a request is served carries ``request_id`` and, once the
+customer is known, ``user_id``: a record factory adds them, so they reach every
+handler, Sentry's included (they become attributes of Sentry Logs and data of
+breadcrumbs). Whatever is written is scrubbed like Sentry events are. A caller
+must therefore not pass ``extra={"request_id": ...}``: logging refuses to
+overwrite an attribute the record already has.
+"""
 
 from __future__ import annotations
 
@@ -9,58 +17,95 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import sentry_sdk
+
 from printz.observability.context import current_request_id, current_user_id
 from printz.observability.scrub import scrub_text
 
+LOGGER_ROOTS = ("printz", "plugins")
 CONSOLE_FORMAT = (
     "%(asctime)s %(levelname)-7s %(name)s [req=%(request_id)s user=%(user_id)s] "
     "%(message)s"
 )
+_UNKNOWN = {"request_id": "-", "user_id": "-"}
 
 
-class RequestContextFilter(logging.Filter):
-    """Adds ``request_id`` and ``user_id`` to every record (``-`` outside a request)."""
+def _stamping_factory(make_record):
+    def make_stamped_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        request_id = current_request_id()
+        if request_id is not None:
+            record.request_id = request_id
+            user_id = current_user_id()
+            if user_id is not None:
+                record.user_id = user_id
+        return record
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id() or "-"
-        record.user_id = current_user_id() or "-"
-        return True
+    make_stamped_record.printz_stamping = True  # type: ignore[attr-defined]
+    return make_stamped_record
+
+
+def stamp_records() -> None:
+    """Make every new log record carry the request id and user id (once)."""
+    current = logging.getLogRecordFactory()
+    if not getattr(current, "printz_stamping", False):
+        logging.setLogRecordFactory(_stamping_factory(current))
+
+
+class ConsoleFormatter(logging.Formatter):
+    """One readable, scrubbed line per record, for a developer's terminal."""
+
+    def __init__(self) -> None:
+        super().__init__(CONSOLE_FORMAT, defaults=_UNKNOWN)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub_text(super().format(record))
 
 
 class JSONLineFormatter(logging.Formatter):
+    """One JSON object per line, for a log collector."""
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
             "message": scrub_text(record.getMessage()),
-            "request_id": getattr(record, "request_id", "-"),
-            "user_id": getattr(record, "user_id", "-"),
+            "request_id": getattr(record, "request_id", None),
+            "user_id": getattr(record, "user_id", None),
+            "trace_id": _trace_id(),
         }
         if record.exc_info:
             line["exception"] = scrub_text(self.formatException(record.exc_info))
         return json.dumps(line, default=str)
 
 
-class ScrubbingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return scrub_text(super().format(record))
+def _trace_id() -> str | None:
+    """The Sentry trace of the work being logged, to jump from a log to Sentry."""
+    span = sentry_sdk.get_current_span()
+    return span.trace_id if span is not None else None
 
 
 def configure_logging(settings: Mapping[str, Any]) -> None:
-    """Send ``printz.*`` records to stderr in the environment's format, once."""
-    root = logging.getLogger("printz")
-    if any(getattr(h, "_printz", False) for h in root.handlers):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler._printz = True  # type: ignore[attr-defined]
-    handler.addFilter(RequestContextFilter())
+    """Send ``printz.*`` and ``plugins.*`` records to stderr, once per process."""
+    stamp_records()
+    handler = _printz_handler()
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.printz = True  # type: ignore[attr-defined]
     if settings["PRINTZ_ENV"] == "production":
         handler.setFormatter(JSONLineFormatter())
     else:
-        handler.setFormatter(ScrubbingFormatter(CONSOLE_FORMAT))
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    for plugin_root in ("plugins",):
-        logging.getLogger(plugin_root).addHandler(handler)
-        logging.getLogger(plugin_root).setLevel(logging.INFO)
+        handler.setFormatter(ConsoleFormatter())
+    for root in LOGGER_ROOTS:
+        logger = logging.getLogger(root)
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _printz_handler() -> logging.Handler | None:
+    for handler in logging.getLogger(LOGGER_ROOTS[0]).handlers:
+        if getattr(handler, "printz", False):
+            return handler
+    return None

@@ -1,0 +1,61 @@
+"""Workarounds for defects of the installed sentry-sdk, each with what removes it.
+
+Redis spans left open by a failing command. sentry-sdk 2.75's Redis
+integration opens a span (and a cache span for ``catalog:`` keys), runs the
+command, and closes the spans only when it returns
+(``sentry_sdk/integrations/redis/_sync_common.py``,
+``sentry_patched_execute_command``). A command that raises, as every one does
+during a Redis outage, leaves its span open and active: the rest of the
+request's spans become its children, it is dropped from the transaction for
+never finishing, and outside a request it stays the thread's active span for
+good. Fixed upstream by getsentry/sentry-python#7409 ("Close spans on
+exception in execute_command"); remove this when Printz moves to an SDK that
+has it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+from typing import Any
+
+import redis
+import sentry_sdk
+
+# The integration opens at most two spans per command: the cache span and the
+# query span.
+_MOST_SPANS_LEFT_OPEN = 2
+
+
+def close_redis_spans_on_error() -> None:
+    """Make a failing Redis command close the spans it opened (once per process)."""
+    patched = redis.Redis.execute_command
+    if getattr(patched, "printz_closes_spans", False):
+        return
+
+    @functools.wraps(patched)
+    def execute_command(self: Any, *args: Any, **kwargs: Any) -> Any:
+        scope = sentry_sdk.get_current_scope()
+        active = scope.span
+        try:
+            return patched(self, *args, **kwargs)
+        except BaseException:
+            # Whatever happens here, the command's own error is what goes on.
+            with contextlib.suppress(Exception):
+                _close_spans_opened_since(scope, active, sys.exc_info())
+            raise
+
+    execute_command.printz_closes_spans = True  # type: ignore[attr-defined]
+    redis.Redis.execute_command = execute_command
+
+
+def _close_spans_opened_since(scope: sentry_sdk.Scope, active: Any, exc_info) -> None:
+    for _ in range(_MOST_SPANS_LEFT_OPEN):
+        left_open = scope.span
+        if left_open is None or left_open is active:
+            return
+        # A span's own exit marks it internal_error, finishes it and makes the
+        # span it was opened under active again.
+        left_open.__exit__(*exc_info)
+    scope.span = active
