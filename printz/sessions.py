@@ -30,7 +30,13 @@ class UnavailableSession(RedisSession):
     def _unavailable(self, *args, **kwargs):
         raise DependencyUnavailable("redis")
 
-    __getitem__ = __setitem__ = __delitem__ = __contains__ = _unavailable
+    def __contains__(self, key: object) -> bool:
+        # Hooks that run on every response (flask-login's remember-cookie check)
+        # only ask whether a key is there; "no" lets a route that never used
+        # the session answer normally.
+        return False
+
+    __getitem__ = __setitem__ = __delitem__ = _unavailable
     get = setdefault = pop = update = clear = _unavailable
 
 

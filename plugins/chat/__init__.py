@@ -1,9 +1,13 @@
-"""The chat plugin (its routes arrive with their own issue)."""
+"""The AI shopping assistant: a streamed chat that can search, quote and track."""
 
-from flask_openapi3 import APIBlueprint, Tag
-
+from plugins.chat import model, store, views
 from printz.plugins import Plugin
 
-bp = APIBlueprint("chat", __name__, abp_tags=[Tag(name="chat")])
-
-plugin = Plugin(name="chat", blueprint=bp, url_prefix="/api")
+plugin = Plugin(
+    name="chat",
+    blueprint=views.bp,
+    url_prefix="/api",
+    init_app=model.init_app,
+    create_indexes=store.create_indexes,
+    requires=("auth", "catalog", "orders"),
+)

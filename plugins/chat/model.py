@@ -1,0 +1,137 @@
+"""The model server: the official ``openai`` client, streamed on a reader thread.
+
+Reading the model's stream on a helper thread lets the response send
+keep-alive comments while the model is silent (a slow first token, a long tool
+step), and so notice promptly when the customer has gone: the WSGI server only
+learns of a closed connection when it next writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from flask import Flask, current_app
+
+from printz.errors import APIError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "printz.chat.model_client"
+
+
+class ChatUnavailable(ServiceUnavailable):
+    code = "chat_unavailable"
+    message = "The shopping assistant is not configured on this server."
+
+
+class ModelUnavailable(APIError):
+    """The model server failed before the first token; reported to Sentry."""
+
+    status, code = 502, "model_unavailable"
+    message = "The shopping assistant could not reach its model; try again soon."
+
+
+def init_app(app: Flask) -> None:
+    """Make the model client when a model server is configured."""
+    if not (app.config.get("OPENAI_BASE_URL") or app.config.get("OPENAI_API_KEY")):
+        log.warning("chat is off: set OPENAI_BASE_URL and/or OPENAI_API_KEY")
+        app.extensions[EXTENSION_KEY] = None
+        return
+    app.extensions[EXTENSION_KEY] = openai.OpenAI(
+        base_url=app.config.get("OPENAI_BASE_URL") or None,
+        # A local OpenAI-compatible server may need no key; the client does.
+        api_key=app.config.get("OPENAI_API_KEY") or "unused",
+        timeout=openai.Timeout(
+            app.config["PRINTZ_CHAT_TIMEOUT_S"],
+            connect=app.config["PRINTZ_CHAT_CONNECT_TIMEOUT_S"],
+        ),
+        # Retries are done here, before the first token only.
+        max_retries=0,
+    )
+    log.info("chat model server: %s", app.config.get("OPENAI_BASE_URL") or "OpenAI")
+
+
+def model_client() -> openai.OpenAI:
+    client = current_app.extensions.get(EXTENSION_KEY)
+    if client is None:
+        raise ChatUnavailable()
+    return client
+
+
+def allowed_models() -> tuple[str, ...]:
+    default = current_app.config["PRINTZ_CHAT_MODEL"]
+    extra = tuple(current_app.config.get("PRINTZ_CHAT_MODELS") or ())
+    return (default, *[m for m in extra if m != default])
+
+
+_END = object()
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
+class ModelStream:
+    """One streamed completion, read on a daemon thread into a queue."""
+
+    def __init__(self, stream: openai.Stream) -> None:
+        self._stream = stream
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(
+            target=self._pump, name="printz-model-stream", daemon=True
+        )
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            for chunk in self._stream:
+                self._queue.put(chunk)
+        except BaseException as error:  # handed to the reader, never lost
+            if not self._closed.is_set():
+                self._queue.put(_Failure(error))
+        finally:
+            self._queue.put(_END)
+
+    def chunks(self, idle: float) -> Iterator[Any]:
+        """Model chunks as they come; ``None`` after ``idle`` seconds of silence."""
+        while True:
+            try:
+                item = self._queue.get(timeout=idle)
+            except queue.Empty:
+                yield None
+                continue
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+
+    def close(self) -> None:
+        """Stop reading: the connection to the model server is closed at once."""
+        self._closed.set()
+        try:
+            self._stream.close()
+        except Exception:  # closing a broken stream must not hide the reason
+            log.debug("closing the model stream failed", exc_info=True)
+
+
+def open_model_stream(
+    model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+) -> ModelStream:
+    """Start one streamed completion, usage included; retries are the caller's."""
+    stream = model_client().chat.completions.create(
+        model=model,
+        messages=messages,
+        tools=tools,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    return ModelStream(stream)
