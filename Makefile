@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 fuzz: $(STAMP)
-	$(BIN)/python -m bench.fuzz
+	$(BIN)/python -m tests.fuzz
 
 model: $(STAMP)
 	$(BIN)/python -m printz.devmodel --port $${MODEL_PORT:-8001}

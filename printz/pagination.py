@@ -27,6 +27,8 @@ Cursor = Annotated[
     str,
     Field(
         max_length=MAX_CURSOR_LENGTH,
+        # base64url, as encode_cursor writes it (padding is tolerated).
+        pattern=r"^[A-Za-z0-9_=-]*$",
         description="the `next_cursor` of the previous page",
     ),
 ]
@@ -58,4 +60,15 @@ def decode_cursor(cursor: str, shape: dict[str, type]) -> dict[str, Any]:
         value = position[key]
         if isinstance(value, bool) or not isinstance(value, kind):
             raise InvalidCursor()
+        if isinstance(value, str) and not _encodable(value):
+            raise InvalidCursor()
     return position
+
+
+def _encodable(text: str) -> bool:
+    """False for a lone surrogate ("\\ud800" in JSON), which MongoDB cannot take."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

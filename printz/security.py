@@ -17,6 +17,7 @@ from flask import Flask, current_app, request
 from flask_cors import CORS
 
 from printz.errors import APIError, BadRequest, Forbidden
+from printz.schemas import SESSION_SCHEME
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,12 @@ def guard_state_change() -> None:
             raise BadRequest(
                 "The body is not valid JSON.", code="malformed_json"
             ) from None
+        except RecursionError:
+            # json.loads recurses per level: a body of a few thousand "[" is
+            # valid JSON that would otherwise end as a 500.
+            raise BadRequest(
+                "The body is nested too deeply to read.", code="malformed_json"
+            ) from None
 
 
 def add_security_headers(response):
@@ -81,7 +88,27 @@ def add_security_headers(response):
     return response
 
 
+def document_session_cookie(app: Flask) -> None:
+    """Name the session cookie in the OpenAPI document as the way to sign in.
+
+    flask-openapi3 writes ``securitySchemes: null`` when the app has no schemes,
+    which is not valid OpenAPI, and routes could not say they need a session.
+    """
+    if not hasattr(app, "security_schemes"):
+        return
+    app.security_schemes = {
+        **(app.security_schemes or {}),
+        SESSION_SCHEME: {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": app.config["SESSION_COOKIE_NAME"],
+            "description": "set by sign-up and sign-in, ended by sign-out",
+        },
+    }
+
+
 def init_app(app: Flask) -> None:
+    document_session_cookie(app)
     app.before_request(guard_state_change)
     app.after_request(add_security_headers)
     origins = list(app.config.get("PRINTZ_ALLOWED_ORIGINS") or ())

@@ -737,6 +737,10 @@ def test_the_openapi_document_describes_every_shop_route_and_model(client):
     assert {"post"} <= set(paths["/api/orders/{order_id}/status"])
     header = paths["/api/orders"]["post"]["parameters"][0]
     assert (header["in"], header["name"]) == ("header", "Idempotency-Key")
+    placed = paths["/api/orders"]["post"]
+    assert placed["security"] == [{"session": []}]
+    assert placed["responses"]["201"]["headers"]["Location"]["required"] is True
+    assert "examples" in placed["requestBody"]["content"]["application/json"]
     schemas = document["components"]["schemas"]
     for model in ("Product", "ProductPage", "QuoteBody", "Quote", "OrderBody"):
         assert model in schemas

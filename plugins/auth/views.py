@@ -15,7 +15,7 @@ from plugins.auth.models import LoggedOut, LoginBody, RegisterBody, UserOut
 from printz.errors import Unauthorized
 from printz.extensions import limiter
 from printz.observability.context import clear_sentry_user, set_sentry_user
-from printz.schemas import COMMON_ERRORS, ErrorResponse
+from printz.schemas import COMMON_ERRORS, SIGNED_IN, ErrorResponse
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def logout():
     return {"status": "signed_out"}
 
 
-@bp.get("/me", responses={200: UserOut, 401: ErrorResponse})
+@bp.get("/me", responses={200: UserOut, 401: ErrorResponse}, security=SIGNED_IN)
 @login_required
 def me():
     """The signed-in account."""

@@ -17,7 +17,7 @@ from plugins.catalog.models import (
     QuoteBody,
 )
 from printz.errors import NotFound
-from printz.schemas import COMMON_ERRORS, ErrorResponse
+from printz.schemas import COMMON_ERRORS, SIGNED_IN_OR_NOT, ErrorResponse
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def show_product(path: ProductPath):
     return product
 
 
-@bp.post("/quotes", responses={201: Quote})
+@bp.post("/quotes", responses={201: Quote}, security=SIGNED_IN_OR_NOT)
 def create_quote(body: QuoteBody):
     """Price items; open to visitors, owned by the customer when signed in.
 

@@ -40,6 +40,7 @@ class IdempotencyHeader(BaseModel):
         alias=IDEMPOTENCY_HEADER,
         max_length=255,
         pattern=IDEMPOTENCY_KEY_PATTERN,
+        json_schema_extra={"example": "4f9d3c1e-2b7a-4e55-9a0c-8d1f6b2e7a31"},
         description="a fresh random key per order (a UUID); a retry sends the "
         "same key and body and gets the first answer again",
     )
@@ -76,6 +77,28 @@ class ShippingAddress(BaseModel):
 class OrderBody(BaseModel):
     """Items to price now, or the id of a quote to honour; not both."""
 
+    # flask-openapi3 documents this as the body's example; the fuzzer starts
+    # from it too, so some of its orders are placed and can then be moved.
+    model_config = ConfigDict(
+        openapi_extra={
+            "examples": {
+                "flyers": {
+                    "summary": "250 flyers with the default options, to Berlin",
+                    "value": {
+                        "items": [{"product": "flyers", "quantity": 250}],
+                        "shipping_address": {
+                            "name": "Ada Lovelace",
+                            "line1": "Hauptstraße 1",
+                            "city": "Berlin",
+                            "postal_code": "10115",
+                            "country": "DE",
+                        },
+                    },
+                }
+            }
+        }
+    )
+
     items: list[OrderItemIn] | None = Field(None, min_length=1, max_length=50)
     quote_id: Annotated[str, StringConstraints(max_length=64)] | None = None
     shipping_address: ShippingAddress
@@ -98,6 +121,10 @@ class OrderQuery(BaseModel):
 
 
 class StatusChangeBody(BaseModel):
+    model_config = ConfigDict(
+        openapi_extra={"examples": {"paid": {"value": {"status": "paid"}}}}
+    )
+
     status: OrderStatus = Field(description="the next status, or cancelled")
     reason: (
         Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None
@@ -136,6 +163,26 @@ class Order(BaseModel):
     shipping_address: ShippingAddress
     quote_id: str | None = Field(None, description="the quote it was placed from")
     created_at: datetime
+
+
+class PlacedOrder(Order):
+    """The answer to placing an order: the order, and where to read it again."""
+
+    model_config = ConfigDict(
+        openapi_extra={
+            "headers": {
+                "Location": {
+                    "description": "the order's URL",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+                "Idempotent-Replayed": {
+                    "description": "`true` when this answers a retry again",
+                    "schema": {"type": "string", "enum": ["true"]},
+                },
+            }
+        }
+    )
 
 
 class OrderPage(BaseModel):

@@ -19,10 +19,11 @@ from plugins.orders.models import (
     OrderPage,
     OrderPath,
     OrderQuery,
+    PlacedOrder,
     StatusChangeBody,
 )
 from printz.errors import Forbidden, PreconditionRequired, Unauthorized
-from printz.schemas import COMMON_ERRORS, ErrorResponse
+from printz.schemas import COMMON_ERRORS, SIGNED_IN, ErrorResponse
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ bp = APIBlueprint(
     __name__,
     abp_tags=[Tag(name="orders", description="placing and following orders")],
     abp_responses={**COMMON_ERRORS, 401: ErrorResponse},
+    abp_security=SIGNED_IN,
 )
 
 
@@ -77,7 +79,7 @@ def _staff_only(view):
 # the checks stacked above it answer first.
 
 
-@bp.post("/orders", responses={201: Order, 428: ErrorResponse})
+@bp.post("/orders", responses={201: PlacedOrder, 428: ErrorResponse})
 @_idempotency_key_required
 @validate_request()
 def place_order(header: IdempotencyHeader, body: OrderBody):
