@@ -152,7 +152,24 @@ def init_login(app: Flask) -> None:
         raise Unauthorized()
 
 
+class StorageFallbackIsAnOutage(logging.Filter):
+    """flask-limiter warns once per outage that it now counts in memory.
+
+    Per-process counters are weaker limits (each worker counts on its own), so
+    the on-call engineer must see it in Sentry: the record is raised to ERROR,
+    which the logging integration turns into an event.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and "falling back" in record.getMessage():
+            record.levelno, record.levelname = logging.ERROR, "ERROR"
+        return True
+
+
 def init_limiter(app: Flask) -> None:
+    limiter_log = logging.getLogger("flask-limiter")
+    if not any(isinstance(f, StorageFallbackIsAnOutage) for f in limiter_log.filters):
+        limiter_log.addFilter(StorageFallbackIsAnOutage())
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "")
     if not app.config["RATELIMIT_STORAGE_URI"]:
         app.config["RATELIMIT_STORAGE_URI"] = "memory://"

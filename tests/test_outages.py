@@ -95,7 +95,7 @@ def test_redis_outage_keeps_the_catalogue_and_fails_sessions_fast(
 
 
 def test_login_limits_fall_back_to_process_counters_when_redis_is_down(
-    settings, own_redis, caplog
+    settings, own_redis, caplog, sentry_sink
 ):
     url, stop, _ = own_redis
     app = build_app(settings, REDIS_URL=url, REDIS_TIMEOUT_S=0.5)
@@ -113,7 +113,14 @@ def test_login_limits_fall_back_to_process_counters_when_redis_is_down(
     # Sessions are down, so a right password could not sign in; the limiter
     # still counts in memory and refuses the sixth attempt.
     assert statuses[-1] == 429
-    assert "falling back" in caplog.text.lower()
+    assert caplog.text.lower().count("falling back") == 1
+    sentry_sdk.flush(timeout=2)
+    fallbacks = [
+        event
+        for event in sentry_sink.events()
+        if "falling back" in str(event.get("logentry", {}).get("message", ""))
+    ]
+    assert len(fallbacks) == 1
 
 
 def test_mongo_outage_is_a_fast_503_reported_once_per_dependency(

@@ -23,12 +23,16 @@ from plugins.chat.protocol import HEADERS
 from plugins.chat.turn import ChatTurn
 from printz.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from printz.observability import ai
-from printz.schemas import COMMON_ERRORS, ErrorResponse
+from printz.schemas import COMMON_ERRORS, SIGNED_IN, ErrorResponse
 
 log = logging.getLogger(__name__)
 
 bp = APIBlueprint(
-    "chat", __name__, abp_tags=[Tag(name="chat")], abp_responses=COMMON_ERRORS
+    "chat",
+    __name__,
+    abp_tags=[Tag(name="chat")],
+    abp_responses=COMMON_ERRORS,
+    abp_security=SIGNED_IN,
 )
 
 STREAM_RESPONSE = {
@@ -171,7 +175,7 @@ def get_conversation(path: ConversationPath):
 def delete_conversation(path: ConversationPath):
     """Delete a conversation and all its messages."""
     store.delete_conversation(path.conversation_id, current_user.id)
-    return "", 204
+    return Response(status=204)
 
 
 def _conversation_out(conversation: dict) -> dict:

@@ -22,7 +22,9 @@ import sentry_sdk
 from printz.observability.context import current_request_id, current_user_id
 from printz.observability.scrub import scrub_text
 
-LOGGER_ROOTS = ("printz", "plugins")
+# flask-limiter's own logger says when rate limiting falls back to per-process
+# counters, which an operator must read beside Printz's records.
+LOGGER_ROOTS = ("printz", "plugins", "flask-limiter")
 CONSOLE_FORMAT = (
     "%(asctime)s %(levelname)-7s %(name)s [req=%(request_id)s user=%(user_id)s] "
     "%(message)s"
