@@ -229,3 +229,14 @@ def test_openapi_document_lists_what_the_http_server_answers_itself(client):
         assert list(responses[status]["content"]) == ["text/html"]
     assert "Retry-After" in responses["429"]["headers"]
     assert responses["400"]["headers"]["X-Request-ID"]["required"] is True
+
+
+def test_every_setting_is_documented_in_the_readme():
+    from pathlib import Path
+
+    from printz.config import SETTINGS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+    undocumented = [s.name for s in SETTINGS if f"`{s.name}`" not in readme]
+    assert undocumented == []
