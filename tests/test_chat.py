@@ -342,6 +342,39 @@ def test_model_failure_before_the_first_token_is_an_http_error(
     assert events[0]["tags"]["gen_ai.request.model"] == MODEL
 
 
+def test_a_silent_model_is_cut_off_by_the_timeout(settings, model_server):
+    from printz import create_app
+    from tests.conftest import register
+
+    settings.update(PRINTZ_CHAT_TIMEOUT_S=0.5, PRINTZ_CHAT_RETRIES=0)
+    browser = create_app(settings).test_client()
+    register(browser)
+    model_server.script.push(Turn(text="too late", delay_before_first=3))
+
+    response = browser.post("/api/chat", json=chat_body(new_conversation(), "hi"))
+
+    assert response.status_code == 502
+    assert response.get_json()["error"]["code"] == "model_unavailable"
+
+
+def test_regenerate_answers_a_question_left_without_answer(app, customer, model_server):
+    model_server.script.push(Turn(fail_status=500), Turn(fail_status=500))
+    conversation = new_conversation()
+    failed = customer.post("/api/chat", json=chat_body(conversation, "q"))
+    assert failed.status_code == 502
+    model_server.script.push(Turn(text="Here it is."))
+
+    again = customer.post(
+        "/api/chat",
+        json={"id": conversation, "messages": [], "trigger": "regenerate-message"},
+    )
+
+    chunks = [c for c in sse_chunks(again.get_data()) if c != "[DONE]"]
+    assert "".join(c.get("delta", "") for c in chunks) == "Here it is."
+    roles = [m["role"] for m in stored_messages(app, conversation)]
+    assert roles == ["user", "assistant"]
+
+
 def test_a_failed_first_attempt_is_retried_before_the_first_token(
     customer, model_server
 ):
@@ -350,7 +383,8 @@ def test_a_failed_first_attempt_is_retried_before_the_first_token(
     response = customer.post("/api/chat", json=chat_body(new_conversation(), "hi"))
 
     assert response.status_code == 200
-    assert b"Recovered." in response.get_data()
+    chunks = [c for c in sse_chunks(response.get_data()) if c != "[DONE]"]
+    assert "".join(c.get("delta", "") for c in chunks) == "Recovered."
 
 
 def test_model_failure_after_the_first_token_is_an_error_chunk(

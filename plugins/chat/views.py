@@ -86,13 +86,19 @@ def _claim_quota() -> None:
 
 
 def _drop_answer_to_regenerate(conversation: dict, message_id: str | None) -> None:
-    """``regenerate-message``: the last answer goes; the model answers again."""
+    """``regenerate-message``: the last answer goes; the model answers again.
+
+    When the last message is the customer's (the model failed before it said
+    anything), there is nothing to drop and the model simply answers it.
+    """
     messages = store.messages_of(conversation)
-    if not messages or messages[-1]["role"] != "assistant":
+    if not messages:
         raise Conflict(
             "There is no answer to regenerate.", code="nothing_to_regenerate"
         )
     last = messages[-1]
+    if last["role"] == "user":
+        return
     if message_id is not None and message_id != last["_id"]:
         raise Conflict(
             "Only the last answer can be regenerated.", code="not_the_last_answer"

@@ -350,6 +350,7 @@ class AgentTrace:
         capture_metric("printz.ai.turns", 1, outcome=self.status, **labels)
         capture_metric("printz.ai.input_tokens", usage.input_tokens, **labels)
         capture_metric("printz.ai.output_tokens", usage.output_tokens, **labels)
+        capture_metric("printz.ai.tool_calls", self.tool_calls, **labels)
         price = price_of(self.model, self._prices or {})
         cost = cost_of(usage, price).total if price is not None else None
         if cost is not None:
