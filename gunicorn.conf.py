@@ -10,8 +10,18 @@ cheap greenlets. The default is gthread, which needs no monkey-patching; the
 stream benchmark (bench/) compares both and says when to pick gevent.
 """
 
-import multiprocessing
 import os
+
+if os.environ.get("PRINTZ_WORKER_CLASS") == "gevent":
+    # Patch before anything else is imported. Loading settings below imports
+    # printz, hence sentry_sdk, in the master; patched only later in the
+    # worker, the SDK's threads and locks mix real and green primitives and
+    # its monitor deadlocks on the first traced request.
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import multiprocessing
 
 from printz.config import load_settings
 
