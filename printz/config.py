@@ -139,7 +139,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "SENTRY_TRANSPORT_QUEUE_SIZE",
-        100,
+        1000,
         "envelopes waiting for Sentry before new ones are dropped",
         check=_positive,
     ),
@@ -365,5 +365,9 @@ def apply_to_app(app, values: Mapping[str, Any]) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=production,
+        # A session lasts PRINTZ_SESSION_LIFETIME_S from sign-in. Sliding it
+        # would rewrite it in Redis on every request, a write (and a span) per
+        # request for a longer life nobody asked for.
+        SESSION_REFRESH_EACH_REQUEST=False,
         JSON_SORT_KEYS=False,
     )

@@ -92,7 +92,7 @@ def test_options_leave_personal_data_off_and_the_scrubber_on(settings):
     assert "send_default_pii" not in options
     assert "data_collection" not in options
     assert options["stream_gen_ai_spans"] is False
-    assert options["transport_queue_size"] == 100
+    assert options["transport_queue_size"] == 1000
 
 
 def test_starting_sentry_raises_no_deprecation_warning(settings):
