@@ -114,6 +114,33 @@ class ModelStream:
                 raise item.error
             yield item
 
+    def batches(self, idle: float) -> Iterator[list[Any] | None]:
+        """Chunks grouped: all that already waits comes as one list.
+
+        When the response falls behind the model (a busy worker), several
+        chunks are relayed as one write instead of one write each; ``None``
+        comes after ``idle`` seconds of silence.
+        """
+        while True:
+            try:
+                item = self._queue.get(timeout=idle)
+            except queue.Empty:
+                yield None
+                continue
+            batch: list[Any] = []
+            while item is not _END and not isinstance(item, _Failure):
+                batch.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                yield batch
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+
     def close(self) -> None:
         """Stop reading: the connection to the model server is closed at once."""
         self._closed.set()

@@ -232,19 +232,12 @@ class ChatTurn:
         result = StepResult()
         calls: dict[int, ToolCall] = {}
         span_status = "internal_error"
-        stream = self._stream
         try:
-            for chunk in self._chunks(stream):
-                if chunk is None:
+            for batch in self._batches(self._stream):
+                if batch is None:
                     yield KEEPALIVE
                     continue
-                if chunk.usage is not None:
-                    self.usage.add(chunk.usage)
-                    self.trace.chat_usage(self._chat_span, chunk.usage)
-                for choice in chunk.choices:
-                    yield from self._relay_delta(choice.delta, calls, result)
-                    if choice.finish_reason:
-                        result.finish = choice.finish_reason
+                yield b"".join(self._relay_batch(batch, calls, result))
             span_status = "ok"
         except GeneratorExit:
             span_status = "cancelled"
@@ -262,22 +255,47 @@ class ChatTurn:
         result.calls = [calls[index] for index in sorted(calls)]
         return result
 
-    def _chunks(self, stream: ModelStream) -> Iterator[Any]:
+    def _batches(self, stream: ModelStream) -> Iterator[list[Any] | None]:
         primed, self._primed = self._primed, []
-        yield from primed
-        yield from stream.chunks(idle=self.keepalive)
+        if primed:
+            yield primed
+        yield from stream.batches(idle=self.keepalive)
 
-    def _relay_delta(
-        self, delta: Any, calls: dict[int, ToolCall], result: StepResult
+    def _relay_batch(
+        self, batch: list[Any], calls: dict[int, ToolCall], result: StepResult
     ) -> Iterator[bytes]:
-        if delta is None:
-            return
-        if delta.content:
-            self.trace.first_token(self._chat_span)
-            result.text += delta.content
-            yield self.ui.text_delta(delta.content)
-        for fragment in delta.tool_calls or ():
-            self.trace.first_token(self._chat_span)
+        """The wire bytes for a batch of model chunks.
+
+        Text that arrived together goes out as one text-delta: the client
+        assembles the same text from fewer events, and each event costs an
+        encode and a write.
+        """
+        text: list[str] = []
+        for chunk in batch:
+            if chunk.usage is not None:
+                self.usage.add(chunk.usage)
+                self.trace.chat_usage(self._chat_span, chunk.usage)
+            for choice in chunk.choices:
+                delta = choice.delta
+                if delta is not None and delta.content:
+                    self.trace.first_token(self._chat_span)
+                    result.text += delta.content
+                    text.append(delta.content)
+                if delta is not None and delta.tool_calls:
+                    if text:
+                        yield self.ui.text_delta("".join(text))
+                        text.clear()
+                    yield from self._relay_tool_fragments(delta.tool_calls, calls)
+                if choice.finish_reason:
+                    result.finish = choice.finish_reason
+        if text:
+            yield self.ui.text_delta("".join(text))
+
+    def _relay_tool_fragments(
+        self, fragments: list[Any], calls: dict[int, ToolCall]
+    ) -> Iterator[bytes]:
+        self.trace.first_token(self._chat_span)
+        for fragment in fragments:
             call = calls.get(fragment.index)
             if call is None:
                 name = (fragment.function and fragment.function.name) or "unknown"
