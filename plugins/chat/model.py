@@ -101,7 +101,11 @@ class ModelStream:
             self._queue.put(_END)
 
     def chunks(self, idle: float) -> Iterator[Any]:
-        """Model chunks as they come; ``None`` after ``idle`` seconds of silence."""
+        """Model chunks one by one; ``None`` after ``idle`` seconds of silence.
+
+        Takes nothing from the queue it has not yielded, so a reader may stop
+        at any chunk (the first token) and go on with ``batches`` losing none.
+        """
         while True:
             try:
                 item = self._queue.get(timeout=idle)

@@ -158,15 +158,22 @@ class ChatTurn:
         return buffered
 
     def _fail_before_stream(self, error: BaseException) -> None:
+        self.event_id = self._report(error, "before_first_token")
+        self.trace.finish("internal_error")
+
+    def _report(self, error: BaseException, stage: str) -> str | None:
+        """One Sentry event for a failed turn, tagged with conversation and model.
+
+        Logged as a warning: an ERROR record would make a second event.
+        """
         event_id = ai.capture_ai_error(
             error,
             conversation_id=self.conversation["_id"],
             model=self.model,
-            stage="before_first_token",
+            stage=stage,
         )
-        log.warning("model unavailable before the first token (event %s)", event_id)
-        self.trace.finish("internal_error")
-        self.event_id = event_id
+        log.warning("chat turn failed at %s (event %s)", stage, event_id)
+        return event_id
 
     # -- the stream -----------------------------------------------------------
 
@@ -192,13 +199,7 @@ class ChatTurn:
             raise
         except Exception as error:
             self._close_stream()
-            event_id = ai.capture_ai_error(
-                error,
-                conversation_id=self.conversation["_id"],
-                model=self.model,
-                stage="streaming",
-            )
-            log.warning("chat turn failed mid-stream (event %s)", event_id)
+            self._report(error, "streaming")
             self._save("error", finish="error")
             self.trace.record_usage(self.usage.for_store())
             self.trace.finish("internal_error")
@@ -355,12 +356,7 @@ class ChatTurn:
                 return {"error": str(failure)}
             except Exception as error:
                 span.fail("internal_error", type(error).__name__)
-                ai.capture_ai_error(
-                    error,
-                    conversation_id=self.conversation["_id"],
-                    model=self.model,
-                    stage=f"tool:{call.name}",
-                )
+                self._report(error, f"tool:{call.name}")
                 message = "The tool failed; the shop has been told."
                 yield self.ui.tool_error(call.call_id, message)
                 return {"error": message}
