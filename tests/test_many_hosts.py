@@ -40,16 +40,23 @@ def two_hosts(app, settings, tmp_path):
         yield first.url, second.url
 
 
-def test_a_session_made_on_one_host_works_on_the_other(two_hosts):
-    first, second = two_hosts
+def signed_up(host: str, email: str | None = None) -> requests.Session:
+    """A browser that has just signed up on ``host``, carrying its cookie."""
     browser = requests.Session()
-    email = new_email()
-
-    browser.post(
-        first + "/api/auth/register",
-        json={"email": email, "password": PASSWORD, "name": "Ada"},
+    answer = browser.post(
+        host + "/api/auth/register",
+        json={"email": email or new_email(), "password": PASSWORD, "name": "Ada"},
         timeout=10,
     )
+    assert answer.status_code == 201, answer.text
+    return browser
+
+
+def test_a_session_made_on_one_host_works_on_the_other(two_hosts):
+    first, second = two_hosts
+    email = new_email()
+
+    browser = signed_up(first, email)
     me = browser.get(second + "/api/auth/me", timeout=10)
 
     assert me.status_code == 200
@@ -58,12 +65,7 @@ def test_a_session_made_on_one_host_works_on_the_other(two_hosts):
 
 def test_logout_on_one_host_ends_the_session_on_the_other(two_hosts):
     first, second = two_hosts
-    browser = requests.Session()
-    browser.post(
-        first + "/api/auth/register",
-        json={"email": new_email(), "password": PASSWORD, "name": "Ada"},
-        timeout=10,
-    )
+    browser = signed_up(first)
     cookie = browser.cookies.get("printz_session")
 
     browser.post(second + "/api/auth/logout", timeout=10)
@@ -77,11 +79,7 @@ def test_logout_on_one_host_ends_the_session_on_the_other(two_hosts):
 def test_login_limits_count_across_hosts(two_hosts):
     first, second = two_hosts
     email = new_email()
-    requests.post(
-        first + "/api/auth/register",
-        json={"email": email, "password": PASSWORD, "name": "Ada"},
-        timeout=10,
-    )
+    signed_up(first, email)
     wrong = {"email": email, "password": "not the password"}
 
     statuses = [
@@ -94,12 +92,7 @@ def test_login_limits_count_across_hosts(two_hosts):
 
 def test_an_order_placed_on_one_host_is_visible_on_the_other(two_hosts):
     first, second = two_hosts
-    browser = requests.Session()
-    browser.post(
-        first + "/api/auth/register",
-        json={"email": new_email(), "password": PASSWORD, "name": "Ada"},
-        timeout=10,
-    )
+    browser = signed_up(first)
     key = str(uuid.uuid4())
 
     placed = browser.post(

@@ -23,37 +23,33 @@ def timed(call):
     return result, time.monotonic() - started
 
 
+class Restartable:
+    """A server only this test uses, stopped and started again on one port."""
+
+    def __init__(self, start, data_dir) -> None:
+        self._start, self._data_dir, self._port = start, data_dir, free_port()
+        self.service = start(data_dir, port=self._port)
+        self.url = self.service.url
+
+    def stop(self) -> None:
+        self.service.stop()
+
+    def restart(self) -> None:
+        self.service = self._start(self._data_dir, port=self._port)
+
+
 @pytest.fixture
 def own_redis(tmp_path):
-    """A Redis only this test uses, restartable on the same port."""
-    port = free_port()
-    service = start_redis(tmp_path / "redis", port=port)
-    state = {"service": service}
-
-    def stop():
-        state["service"].stop()
-
-    def restart():
-        state["service"] = start_redis(tmp_path / "redis", port=port)
-
-    yield service.url, stop, restart
-    state["service"].stop()
+    server = Restartable(start_redis, tmp_path / "redis")
+    yield server.url, server.stop, server.restart
+    server.stop()
 
 
 @pytest.fixture
 def own_mongo(tmp_path):
-    port = free_port()
-    service = start_mongo(tmp_path / "mongo", port=port)
-    state = {"service": service}
-
-    def stop():
-        state["service"].stop()
-
-    def restart():
-        state["service"] = start_mongo(tmp_path / "mongo", port=port)
-
-    yield service.url, stop, restart
-    state["service"].stop()
+    server = Restartable(start_mongo, tmp_path / "mongo")
+    yield server.url, server.stop, server.restart
+    server.stop()
 
 
 def build_app(settings, **overrides):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import UTC, datetime
 
 from flask import Response, current_app, stream_with_context
 from flask_login import current_user, login_required
@@ -75,7 +76,7 @@ def _claim_quota() -> None:
     ):
         return
     reset = store.next_reset()
-    seconds = max(1, int((reset - store._now()).total_seconds()))
+    seconds = max(1, int((reset - datetime.now(UTC)).total_seconds()))
     log.warning("daily chat limit reached for user %s", current_user.id)
     raise RateLimited(
         "Your daily limit for the shopping assistant is reached.",
