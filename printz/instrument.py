@@ -22,7 +22,11 @@ from urllib.parse import urlsplit
 
 import sentry_sdk
 from sentry_sdk.integrations.flask import FlaskIntegration
-from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
+from sentry_sdk.integrations.logging import (
+    LoggingIntegration,
+    ignore_logger,
+    ignore_logger_for_sentry_logs,
+)
 from sentry_sdk.integrations.openai import OpenAIIntegration
 from sentry_sdk.integrations.pymongo import PyMongoIntegration
 from sentry_sdk.integrations.redis import RedisIntegration
@@ -141,9 +145,11 @@ def init_sentry(settings: Mapping[str, Any]) -> bool:
     # response; the WSGI middleware has reported it already.
     ignore_logger("werkzeug")
     # One access line per request would be one Sentry log and breadcrumb per
-    # request; the transaction already says the same, and the line stays in
-    # gunicorn's own log.
+    # request, traced or not (a tenth of a worker's time under load); the
+    # transaction already says the same, and the line stays in gunicorn's own
+    # log. The SDK keeps one list for breadcrumbs and events, one for logs.
     ignore_logger("gunicorn.access")
+    ignore_logger_for_sentry_logs("gunicorn.access")
     try:
         sentry_sdk.init(**sentry_options(settings))
         sdk_fixes.close_redis_spans_on_error()

@@ -149,6 +149,14 @@ def test_logs_under_load_carry_their_own_request_and_user(
     for record in logged:
         request_id = record["attributes"]["request_id"]["value"]
         assert record["attributes"]["user_id"]["value"] == user_ids[owner(request_id)]
+    # gunicorn's access line stays in its own log: as a Sentry log it would
+    # cost every request, traced or not, and repeat the transaction.
+    loggers = {
+        record["attributes"].get("logger.name", {}).get("value")
+        for record in sentry_sink.logs()
+    }
+    assert "printz.observability.errors" in loggers, loggers
+    assert "gunicorn.access" not in loggers
 
 
 def test_a_worker_sends_what_it_still_holds_when_it_exits(

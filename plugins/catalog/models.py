@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from printz.pagination import DEFAULT_PAGE_SIZE, Cursor, PageLimit
+from printz.validation import QueryModel
 
 MIN_QUANTITY = 1
 MAX_QUANTITY = 100_000
@@ -84,7 +85,7 @@ class ProductPage(BaseModel):
     next_cursor: str | None = Field(description="null on the last page")
 
 
-class ProductQuery(BaseModel):
+class ProductQuery(QueryModel):
     # Unknown parameters are refused, so `q[$ne]=` cannot pass as no filter.
     model_config = ConfigDict(extra="forbid")
 

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from printz.validation import QueryModel
+
 ConversationId = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")
 ]
@@ -43,7 +45,7 @@ class ConversationPath(BaseModel):
     conversation_id: ConversationId
 
 
-class ListQuery(BaseModel):
+class ListQuery(QueryModel):
     limit: int = Field(20, ge=1, le=100)
     cursor: Annotated[str, StringConstraints(max_length=500)] | None = None
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from plugins.orders.shipping import country_problem
 from plugins.orders.status import OrderStatus
 from printz.pagination import DEFAULT_PAGE_SIZE, Cursor, PageLimit
+from printz.validation import QueryModel
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Room for a UUID, a ULID or a base64 token; nothing that could smuggle
@@ -108,7 +109,7 @@ class OrderPath(BaseModel):
     order_id: str
 
 
-class OrderQuery(BaseModel):
+class OrderQuery(QueryModel):
     # Unknown parameters are refused, so `status[$ne]=` cannot pass as no filter.
     model_config = ConfigDict(extra="forbid")
 
