@@ -64,7 +64,6 @@ def sentry_options(settings: Mapping[str, Any]) -> dict[str, Any]:
         "stream_gen_ai_spans": False,
         "before_send": scrub.before_send,
         "before_send_transaction": scrub.before_send_transaction,
-        "before_breadcrumb": scrub.before_breadcrumb,
         "before_send_log": scrub.before_send_log,
         "before_send_metric": scrub.before_send_metric,
         "integrations": [
@@ -153,6 +152,7 @@ def init_sentry(settings: Mapping[str, Any]) -> bool:
     try:
         sentry_sdk.init(**sentry_options(settings))
         sdk_fixes.close_redis_spans_on_error()
+        sdk_fixes.quiet_sdk_logger()
     except Exception:
         log.warning("Sentry could not start; serving without it", exc_info=True)
         return False

@@ -324,10 +324,14 @@ def test_log_arguments_that_were_secret_in_the_message_are_masked():
     assert scrubbed["attributes"]["sentry.message.parameter.1"] == "bob"
 
 
-def test_a_breadcrumb_of_a_redis_session_key_loses_the_id():
+def test_a_breadcrumb_of_a_redis_session_key_loses_the_id_when_an_event_carries_it():
     crumb = {"category": "redis", "message": "GET 'session:3fa9c1e5b7d2'", "data": {}}
+    event = {"message": "boom", "breadcrumbs": {"values": [crumb]}}
 
-    assert scrub.before_breadcrumb(crumb, {})["message"] == "GET 'session:[Filtered]'"
+    scrubbed = scrub.before_send(event, {})
+
+    [carried] = scrubbed["breadcrumbs"]["values"]
+    assert carried["message"] == "GET 'session:[Filtered]'"
 
 
 def test_scrubbing_a_thousand_span_transaction_is_cheap():

@@ -16,8 +16,10 @@ fails closed), but the walk below is written never to raise.
 
 Cost matters (every sampled transaction goes through here): patterns are
 compiled once, a cheap pre-check skips strings that cannot hold a secret, key
-decisions are cached, breadcrumbs are scrubbed once when recorded rather than
-again in every event, and spans are walked by the fields that can carry data.
+decisions are cached, spans are walked by the fields that can carry data, and
+breadcrumbs are scrubbed when an error event carries them out, not when they
+are recorded: every request records several (each Redis and MongoDB command),
+traced or not, and almost none ever leave the process.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ CONVENTION_PREFIXES = ("gen_ai.", "printz.ai.")
 CHAT_PATHS = ("/api/chat", "/api/conversations")
 LOG_PARAMETER_PREFIX = "sentry.message.parameter."
 # Event parts that hold no customer data, or were scrubbed when recorded.
-_SKIPPED_EVENT_KEYS = frozenset({"breadcrumbs", "modules", "debug_meta", "sdk"})
+_SKIPPED_EVENT_KEYS = frozenset({"modules", "debug_meta", "sdk"})
 
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _WORDS = re.compile(r"[a-z0-9]+")
@@ -444,8 +446,23 @@ def _scrub_event(event: dict[str, Any]) -> dict[str, Any]:
                 if isinstance(span, dict):
                     _scrub_span(span)
             continue
+        if key == "breadcrumbs" and isinstance(item, dict):
+            crumbs = item.get("values")
+            if isinstance(crumbs, list):
+                item["values"] = [_scrub_breadcrumb(crumb) for crumb in crumbs]
+                continue
         event[key] = _scrub_item(key, item, 0)
     return event
+
+
+def _scrub_breadcrumb(crumb: Any) -> Any:
+    if not isinstance(crumb, dict):
+        return _scrub_item("breadcrumb", crumb, 0)
+    message = crumb.get("message")
+    query = crumb.get("category") == "query" and isinstance(message, str)
+    if query and _is_mongo(crumb.get("data")):
+        crumb["message"] = mongo_command_shape(message)
+    return _scrub_mapping(crumb, 0)
 
 
 def _never_raise(hook: Callable[..., Any]) -> Callable[..., Any]:
@@ -471,15 +488,6 @@ def before_send_transaction(
     event: dict[str, Any], hint: dict[str, Any]
 ) -> dict[str, Any]:
     return _scrub_event(event)
-
-
-@_never_raise
-def before_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
-    message = crumb.get("message")
-    query = crumb.get("category") == "query" and isinstance(message, str)
-    if query and _is_mongo(crumb.get("data")):
-        crumb["message"] = mongo_command_shape(message)
-    return _scrub_mapping(crumb, 0)
 
 
 @_never_raise

@@ -11,12 +11,20 @@ never finishing, and outside a request it stays the thread's active span for
 good. Fixed upstream by getsentry/sentry-python#7409 ("Close spans on
 exception in execute_command"); remove this when Printz moves to an SDK that
 has it.
+
+The SDK's own logger at DEBUG with debug off. ``sentry_sdk.debug`` sets the
+``sentry_sdk.errors`` logger to DEBUG and hides its records with a filter
+unless ``debug`` is on, so each of the SDK's debug lines (several per request,
+traced or not: the sampling decision, the unsampled transaction) is built as
+a record and then thrown away. With debug off, nothing below a warning can
+pass the filter; raising the logger's level drops them before they are built.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import sys
 from typing import Any
 
@@ -59,3 +67,9 @@ def _close_spans_opened_since(scope: sentry_sdk.Scope, active: Any, exc_info) ->
         # span it was opened under active again.
         left_open.__exit__(*exc_info)
     scope.span = active
+
+
+def quiet_sdk_logger() -> None:
+    """Skip building the SDK's debug records its own filter would discard."""
+    if not sentry_sdk.get_client().options.get("debug"):
+        logging.getLogger("sentry_sdk.errors").setLevel(logging.WARNING)
