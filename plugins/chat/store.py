@@ -195,15 +195,19 @@ def next_reset(now: datetime | None = None) -> datetime:
 
 
 def claim_message(owner_id: str, message_limit: int, token_limit: int) -> bool:
-    """Count one more message today if the owner is under both daily limits."""
+    """Count one more message today if the owner is under both daily limits.
+
+    One round trip when today's ledger exists (every message but the day's
+    first); otherwise the ledger is made and the claim tried again.
+    """
+    if _claim(owner_id, message_limit, token_limit):
+        return True
     now = _now()
-    day = usage_day(now)
-    ledger = mongo.db.chat_usage
     # Two first requests of the day may both upsert; one wins, the other's
     # duplicate key is harmless.
     with contextlib.suppress(DuplicateKeyError):
-        ledger.update_one(
-            {"owner_id": owner_id, "day": day},
+        mongo.db.chat_usage.update_one(
+            {"owner_id": owner_id, "day": usage_day(now)},
             {
                 "$setOnInsert": {
                     "messages": 0,
@@ -214,10 +218,14 @@ def claim_message(owner_id: str, message_limit: int, token_limit: int) -> bool:
             },
             upsert=True,
         )
-    claimed = ledger.find_one_and_update(
+    return _claim(owner_id, message_limit, token_limit)
+
+
+def _claim(owner_id: str, message_limit: int, token_limit: int) -> bool:
+    claimed = mongo.db.chat_usage.find_one_and_update(
         {
             "owner_id": owner_id,
-            "day": day,
+            "day": usage_day(),
             "messages": {"$lt": message_limit},
             "tokens": {"$lt": token_limit},
         },

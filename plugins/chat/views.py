@@ -117,6 +117,7 @@ def chat(body: ChatRequest):
     model_client()  # 503 before anything else when no model is configured
     model = _choose_model(body)
     ai.add_ai_breadcrumb("AI request received", conversation_id=body.id, model=model)
+    history: list[dict] = []
 
     if body.trigger == "regenerate-message":
         conversation = store.get_conversation(body.id, current_user.id)
@@ -128,13 +129,18 @@ def chat(body: ChatRequest):
         text = _new_user_text(body)
         conversation = store.open_conversation(body.id, current_user.id, text)
         _claim_quota()
-        store.add_message(conversation, "user", [{"type": "text", "text": text}])
+        added = store.add_message(
+            conversation, "user", [{"type": "text", "text": text}]
+        )
+        if added["seq"] == 1:
+            # A new conversation: its history is this message, no read needed.
+            history = [added]
 
     turn = ChatTurn(
         conversation=conversation,
         user=current_user._get_current_object(),
         model=model,
-        messages=model_messages(store.messages_of(conversation)),
+        messages=model_messages(history or store.messages_of(conversation)),
         assistant_message_id=uuid.uuid4().hex,
     )
     turn.prime()
