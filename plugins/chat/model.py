@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,9 @@ def allowed_models() -> tuple[str, ...]:
     return (default, *[m for m in extra if m != default])
 
 
+# How long the relay gathers model chunks into one write (see batches).
+RELAY_WINDOW_S = 0.03
+
 _END = object()
 
 
@@ -119,11 +123,13 @@ class ModelStream:
             yield item
 
     def batches(self, idle: float) -> Iterator[list[Any] | None]:
-        """Chunks grouped: all that already waits comes as one list.
+        """Chunks grouped: what arrives within ``RELAY_WINDOW_S`` comes as one list.
 
-        When the response falls behind the model (a busy worker), several
-        chunks are relayed as one write instead of one write each; ``None``
-        comes after ``idle`` seconds of silence.
+        A model sends a few characters at a time, tens of times a second; each
+        relayed write costs a wake-up, an encode and a send, so the chunks of
+        one short window go out together (the customer sees the same text, at
+        most a window later). A worker that fell behind relays all that waits.
+        ``None`` comes after ``idle`` seconds of silence.
         """
         while True:
             try:
@@ -132,12 +138,23 @@ class ModelStream:
                 yield None
                 continue
             batch: list[Any] = []
+            waited = False
             while item is not _END and not isinstance(item, _Failure):
                 batch.append(item)
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    if waited:
+                        break
+                    # Sleep rather than wait on the queue: a waiting reader
+                    # would be woken by every chunk the window is meant to
+                    # gather.
+                    time.sleep(RELAY_WINDOW_S)
+                    waited = True
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
             if batch:
                 yield batch
             if item is _END:
