@@ -9,7 +9,9 @@ fixed pace.
 
 Per variant: time to first token and total time (p50 of the round's turns),
 and for Printz the CPU per relayed chunk, the CPU time of its gunicorn
-processes over a batch of turns divided by the text chunks the client got.
+processes over a batch of turns divided by the model's text chunks the client
+got (counted by their scripted words, as Printz may group several into one
+event).
 Each round also runs a batch of short turns, so the CPU splits into a fixed
 cost per turn (the request, the database writes, the trace) and a marginal
 cost per chunk, found by comparing the two batches.
@@ -234,7 +236,9 @@ def _batch_figures(measured: runner.Measured) -> dict[str, Any]:
     return {
         "turns": len(measured.result["streams"]),
         "complete": len(done),
-        "chunks": sum(s["tokens"] for s in done),
+        # The model's chunks relayed: Printz may send several in one event.
+        "chunks": sum(s["words"] for s in done),
+        "text_events": sum(s["tokens"] for s in done),
         "ttft_ms": [s["ttft_s"] * 1000 for s in done if s["ttft_s"] is not None],
         "total_s": [s["duration_s"] for s in done],
         "printz_cpu_s": measured.cpu_s.get("printz"),
@@ -369,8 +373,9 @@ def render(figures, settings, configs, database, facts) -> str:
         "printz.devmodel; one turn at a time; variants in rotating order.",
         "TTFT: request sent to first text chunk received. Added: Printz minus "
         "the model alone, paired round by round. CPU us/chunk: gunicorn CPU "
-        "over the long turns / text chunks relayed; marginal and fixed split "
-        "it using the short turns.",
+        "over the long turns / model text chunks relayed (the client may get "
+        "several in one text-delta: the relay gathers 30 ms); marginal and "
+        "fixed split it using the short turns.",
         f"AI traces: {traces['sink']['ai_traces']} reached the sink for "
         f"{traces['turns']} traced turns; SDK-reported drops: "
         f"{_losses(traces['sink']['discarded']) or 'none'}.",

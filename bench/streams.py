@@ -38,6 +38,10 @@ TOKEN_EVENTS = {
     "printz": re.compile(rb'"type":\s*"text-delta"'),
     "model": re.compile(rb'"content":\s*"[^"]'),
 }
+# The scripted answers of bench.chat_relay are ``word0 word1 ...``, one word
+# per model chunk: counting words counts the model's chunks a client got,
+# however Printz grouped them into events.
+SCRIPTED_WORD = re.compile(rb"word\d+ ")
 
 
 @dataclass
@@ -48,6 +52,7 @@ class StreamResult:
     ttft_s: float | None = None
     duration_s: float | None = None
     tokens: int = 0
+    words: int = 0
     events: int = 0
     bytes: int = 0
     done: bool = False
@@ -126,6 +131,7 @@ class _StreamReader(asyncio.Protocol):
             result.events += 1
             if self._token_event.search(event):
                 result.tokens += 1
+                result.words += len(SCRIPTED_WORD.findall(event))
                 if result.ttft_s is None:
                     result.ttft_s = time.perf_counter() - self._started
             elif event.startswith(DONE):
