@@ -116,9 +116,15 @@ class _Connection(asyncio.Protocol):
 
 
 async def _drive_connection(
-    host: str, port: int, request: bytes, window: Window, stop: asyncio.Event
+    host: str,
+    port: int,
+    request: bytes,
+    window: Window,
+    stop: asyncio.Event,
+    delay: float,
 ) -> None:
     loop = asyncio.get_running_loop()
+    await asyncio.sleep(delay)
     while not stop.is_set():
         closed = loop.create_future()
         try:
@@ -160,9 +166,16 @@ async def run_load(
     request = wire.build_request("GET", path, f"{host}:{port}", headers)
     window = Window()
     stop = asyncio.Event()
+    # Connections open one after another over the first half of the warm-up,
+    # as clients arrive, not in one instant: opened together, they all go to
+    # whichever one or two gevent workers the kernel wakes first, and the run
+    # measures that draw instead of the server.
+    stagger = warmup / 2 / max(connections, 1)
     tasks = [
-        asyncio.create_task(_drive_connection(host, port, request, window, stop))
-        for _ in range(connections)
+        asyncio.create_task(
+            _drive_connection(host, port, request, window, stop, index * stagger)
+        )
+        for index in range(connections)
     ]
 
     await asyncio.sleep(warmup)
