@@ -31,7 +31,7 @@ from sentry_sdk.integrations.openai import OpenAIIntegration
 from sentry_sdk.integrations.pymongo import PyMongoIntegration
 from sentry_sdk.integrations.redis import RedisIntegration
 
-from printz.observability import scrub, sdk_fixes
+from printz.observability import scrub, sdk_fixes, serialize
 from printz.observability.release import release_name
 from printz.observability.sampling import traces_sampler
 
@@ -153,6 +153,7 @@ def init_sentry(settings: Mapping[str, Any]) -> bool:
         sentry_sdk.init(**sentry_options(settings))
         sdk_fixes.close_redis_spans_on_error()
         sdk_fixes.quiet_sdk_logger()
+        serialize.install()
     except Exception:
         log.warning("Sentry could not start; serving without it", exc_info=True)
         return False
