@@ -54,10 +54,19 @@ max_requests_jitter = _env("MAX_REQUESTS_JITTER", 0)
 
 accesslog = "-"
 errorlog = "-"
-# Request id and duration in milliseconds on every access line.
+# Request id and duration in milliseconds on every access line. The path is
+# logged without its query string (%(U)s, not the request line %(r)s): a
+# client may put a token or password there, and logs keep no secret.
 access_log_format = (
-    '%(h)s "%(r)s" %(s)s %(b)s %(M)sms req=%({x-request-id}o)s ua="%(a)s"'
+    '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms req=%({x-request-id}o)s ua="%(a)s"'
 )
+
+
+def on_starting(server):
+    """gunicorn's own warnings quote a bad request's raw line: scrub them."""
+    from printz.observability.logs import scrub_logger
+
+    scrub_logger("gunicorn.error")
 
 
 # Sentry hooks. Each process sends its own events from a background thread, and

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 
 from printz import create_app
 from printz.config import ConfigError
+from tests.conftest import PASSWORD
 
 
 def test_healthz_answers_without_touching_dependencies(settings):
@@ -104,6 +108,35 @@ def test_body_over_one_mebibyte_is_a_413(client):
 
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "payload_too_large"
+
+
+def chunked_post(client, path: str, body: bytes):
+    """A body of unknown length, as a chunked request reaches the app."""
+    return client.post(
+        path,
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_a_chunked_body_over_one_mebibyte_is_a_413_not_a_cut_off_400(client):
+    huge = ('{"email": "' + "a" * (1024 * 1024) + '"}').encode()
+
+    response = chunked_post(client, "/api/auth/login", huge)
+
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "payload_too_large"
+
+
+def test_a_chunked_body_under_the_limit_is_read_whole(client):
+    body = json.dumps({"email": "x" * 900_000, "password": PASSWORD}).encode()
+
+    response = chunked_post(client, "/api/auth/login", body)
+
+    assert response.status_code == 422
+    assert "email" in response.get_json()["error"]["fields"]
 
 
 def test_unhandled_error_is_reported_once_with_its_event_id(client, sentry_sink):

@@ -10,6 +10,7 @@ workers.
 from __future__ import annotations
 
 import itertools
+import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -183,3 +184,26 @@ def test_a_worker_sends_what_it_still_holds_when_it_exits(
     ]
     assert logged
     assert "Sentry events flushed" in server.log_text()
+
+
+def test_gunicorns_own_log_keeps_no_secret_from_a_query_string(
+    server_settings, tmp_path
+):
+    secret_query = "token=tok_sekrit_4242&password=hunter2sekrit"
+    with GunicornServer(server_settings, tmp_path, workers=1, threads=2) as server:
+        answer = requests.get(f"{server.url}/api/products?{secret_query}", timeout=10)
+        assert answer.status_code == 422
+        # A request gunicorn refuses itself is logged with its raw line.
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            raw.sendall(
+                f"GET /api/products?{secret_query} HTTP/1.1\r\n"
+                "Host: x\r\nBad Header: x\r\n\r\n".encode()
+            )
+            assert raw.recv(4096).startswith(b"HTTP/1.1 400")
+    log = server.log_text()
+
+    assert '"GET /api/products HTTP/1.1" 422' in log
+    assert "Invalid request" in log
+    assert "tok_sekrit_4242" not in log
+    assert "hunter2sekrit" not in log

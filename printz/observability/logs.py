@@ -111,3 +111,23 @@ def _printz_handler() -> logging.Handler | None:
         if getattr(handler, "printz", False):
             return handler
     return None
+
+
+class ScrubbedRecords(logging.Filter):
+    """Scrub the text of records from loggers Printz does not format itself.
+
+    gunicorn logs a malformed request's raw request line, query string and all,
+    through its own handlers; the line is scrubbed before any of them sees it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub_text(record.getMessage())
+        record.args = None
+        return True
+
+
+def scrub_logger(name: str) -> None:
+    """Scrub every record of logger ``name`` (once)."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, ScrubbedRecords) for f in logger.filters):
+        logger.addFilter(ScrubbedRecords())
