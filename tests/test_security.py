@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from printz import create_app
 from tests.conftest import PASSWORD, new_email
 
@@ -73,6 +75,28 @@ def test_cors_answers_only_configured_front_ends(settings):
     assert "sentry-trace" in allowed
     assert "baggage" in allowed
     assert "Access-Control-Allow-Origin" not in stranger.headers
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/orders", "/api/orders/0123456789abcdef01234567/cancel", "/api/chat"]
+)
+def test_a_preflight_needs_no_sign_in(settings, path):
+    settings.update(PRINTZ_ALLOWED_ORIGINS=FRONT_END)
+    client = create_app(settings).test_client()
+
+    preflight = client.options(
+        path,
+        headers={
+            "Origin": FRONT_END,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, idempotency-key",
+        },
+    )
+
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == FRONT_END
+    allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert "idempotency-key" in allowed
 
 
 def test_a_configured_front_end_may_change_state(settings):

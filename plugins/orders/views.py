@@ -7,6 +7,7 @@ from functools import wraps
 
 from flask import request
 from flask_login import current_user
+from flask_login.config import EXEMPT_METHODS
 from flask_openapi3 import APIBlueprint, Tag
 from flask_openapi3.request import validate_request
 
@@ -38,7 +39,13 @@ bp = APIBlueprint(
 
 @bp.before_request
 def _signed_in_only() -> None:
-    """Sign-in is checked before any body is read: a visitor gets 401, not 422."""
+    """Sign-in is checked before any body is read: a visitor gets 401, not 422.
+
+    A CORS preflight (OPTIONS) carries no cookie and must succeed, as it does
+    for flask-login's ``login_required``, or no browser could order cross-site.
+    """
+    if request.method in EXEMPT_METHODS:
+        return
     if not current_user.is_authenticated:
         raise Unauthorized()
 
