@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -63,6 +64,22 @@ def decode_cursor(cursor: str, shape: dict[str, type]) -> dict[str, Any]:
         if isinstance(value, str) and not _encodable(value):
             raise InvalidCursor()
     return position
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def moment_position(moment: datetime) -> int:
+    """A stored (UTC) datetime as a cursor position: milliseconds since 1970."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def position_moment(milliseconds: int) -> datetime:
+    """The datetime a cursor position names; a cursor out of range is invalid."""
+    try:
+        return _EPOCH + timedelta(milliseconds=milliseconds)
+    except OverflowError:
+        raise InvalidCursor() from None
 
 
 def _encodable(text: str) -> bool:

@@ -477,8 +477,28 @@ def test_conversations_list_newest_first_with_cursor(customer, model_server):
     assert second["next_cursor"] is None
 
 
-def test_a_bad_cursor_is_a_422(customer):
-    response = customer.get("/api/conversations?cursor=not-a-cursor!!")
+@pytest.mark.parametrize(
+    "query",
+    ["cursor=not-a-cursor!!", "cursor=eyJ4IjoxfQ", "cursor=bm90IGpzb24"],
+    ids=["not-base64url", "wrong-shape", "not-json"],
+)
+def test_a_bad_cursor_is_a_422_as_on_every_list(customer, query):
+    response = customer.get(f"/api/conversations?{query}")
+
+    assert response.status_code == 422
+    assert response.get_json()["error"]["fields"] == {
+        "cursor": response.get_json()["error"]["fields"]["cursor"]
+    }
+
+
+def test_a_cursor_made_of_another_shape_is_invalid_cursor(customer):
+    response = customer.get("/api/conversations?cursor=eyJ4IjoxfQ")
+
+    assert response.get_json()["error"]["code"] == "invalid_cursor"
+
+
+def test_an_unknown_list_parameter_is_refused(customer):
+    response = customer.get("/api/conversations?owner_id[$ne]=x")
 
     assert response.status_code == 422
 

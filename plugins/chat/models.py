@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from printz.pagination import DEFAULT_PAGE_SIZE, Cursor, PageLimit
 from printz.validation import QueryModel
 
 ConversationId = Annotated[
@@ -46,8 +47,11 @@ class ConversationPath(BaseModel):
 
 
 class ListQuery(QueryModel):
-    limit: int = Field(20, ge=1, le=100)
-    cursor: Annotated[str, StringConstraints(max_length=500)] | None = None
+    # Unknown parameters are refused, as on every list.
+    model_config = ConfigDict(extra="forbid")
+
+    limit: PageLimit = DEFAULT_PAGE_SIZE
+    cursor: Cursor | None = None
 
 
 class ConversationOut(BaseModel):

@@ -8,9 +8,7 @@ restores. Every document carries ``expires_at`` for the retention TTL index.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,8 +18,14 @@ from flask import current_app
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from printz.errors import NotFound, ValidationFailed
+from printz.errors import NotFound
 from printz.extensions import mongo
+from printz.pagination import (
+    decode_cursor,
+    encode_cursor,
+    moment_position,
+    position_moment,
+)
 
 TITLE_LENGTH = 80
 
@@ -147,27 +151,15 @@ def delete_conversation(conversation_id: str, owner_id: str) -> None:
     mongo.db.chat_messages.delete_many({"conversation_id": conversation_id})
 
 
-def _encode_cursor(document: dict) -> str:
-    raw = json.dumps([document["updated_at"].isoformat(), document["_id"]])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        updated_at, key = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(updated_at), str(key)
-    except (ValueError, TypeError):
-        raise ValidationFailed(
-            "The cursor is not valid.", fields={"cursor": "not a cursor from this API"}
-        ) from None
+_CURSOR_SHAPE = {"updated_ms": int, "id": str}
 
 
 def list_conversations(owner_id: str, limit: int, cursor: str | None):
     """The owner's conversations, most recently active first, one page of them."""
     query: dict[str, Any] = {"owner_id": owner_id}
     if cursor:
-        updated_at, key = _decode_cursor(cursor)
+        position = decode_cursor(cursor, _CURSOR_SHAPE)
+        updated_at, key = position_moment(position["updated_ms"]), position["id"]
         query["$or"] = [
             {"updated_at": {"$lt": updated_at}},
             {"updated_at": updated_at, "_id": {"$lt": key}},
@@ -178,7 +170,12 @@ def list_conversations(owner_id: str, limit: int, cursor: str | None):
         .limit(limit + 1)
     )
     page = found[:limit]
-    next_cursor = _encode_cursor(page[-1]) if len(found) > limit else None
+    next_cursor = None
+    if len(found) > limit:
+        last = page[-1]
+        next_cursor = encode_cursor(
+            {"updated_ms": moment_position(last["updated_at"]), "id": last["_id"]}
+        )
     return page, next_cursor
 
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
@@ -31,7 +31,13 @@ from plugins.orders.status import (
 )
 from printz.errors import Conflict, NotFound, ValidationFailed
 from printz.extensions import mongo
-from printz.pagination import InvalidCursor, decode_cursor, encode_cursor
+from printz.pagination import (
+    InvalidCursor,
+    decode_cursor,
+    encode_cursor,
+    moment_position,
+    position_moment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +45,6 @@ NEWEST_FIRST = [("created_at", -1), ("_id", -1)]
 # A status move re-reads and retries when another move won the race, so it is
 # judged against the order as it now is; this bounds that under contention.
 MOVE_ATTEMPTS = 3
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURSOR_SHAPE = {"created_ms": int, "id": str}
 _LINE_FIELDS = (
     "product",
@@ -241,17 +246,10 @@ def find_order(viewer: dict[str, str], order_id: str) -> dict[str, Any]:
     return public_order(_visible_order(viewer, order_id))
 
 
-def _ms(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
 def _older_than(cursor: str) -> dict:
     position = decode_cursor(cursor, _CURSOR_SHAPE)
     last_id = _object_id(position["id"])
-    try:
-        last_at = _EPOCH + timedelta(milliseconds=position["created_ms"])
-    except OverflowError:
-        raise InvalidCursor() from None
+    last_at = position_moment(position["created_ms"])
     if last_id is None:
         raise InvalidCursor()
     return {
@@ -287,7 +285,7 @@ def list_orders(
     if len(found) > limit:
         last = page[-1]
         next_cursor = encode_cursor(
-            {"created_ms": _ms(last["created_at"]), "id": str(last["_id"])}
+            {"created_ms": moment_position(last["created_at"]), "id": str(last["_id"])}
         )
     return {"items": [public_order(doc) for doc in page], "next_cursor": next_cursor}
 
