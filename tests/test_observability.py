@@ -26,7 +26,7 @@ from printz.instrument import sentry_options
 from printz.observability import logs
 from printz.observability.release import release_name
 from printz.observability.sampling import traces_sampler
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, register
 
 log = logging.getLogger("printz.tests.observability")
 
@@ -448,6 +448,37 @@ def test_a_failing_redis_command_closes_its_spans(app, sentry_sink):
         ("cache.get", "internal_error"),
         ("db.redis", "internal_error"),
     ]
+
+
+def test_an_untraced_request_makes_no_redis_spans_but_keeps_the_breadcrumbs(
+    settings, sentry_sink, monkeypatch
+):
+    settings.update(SENTRY_TRACES_SAMPLE_RATE=0.0)
+    app = create_app(settings)
+    client = app.test_client()
+    register(client)
+    sentry_sink.clear()
+    started = []
+    start_span = sentry_sdk.start_span
+
+    def counting_start_span(*args, **kwargs):
+        started.append(kwargs.get("op"))
+        return start_span(*args, **kwargs)
+
+    monkeypatch.setattr(sentry_sdk, "start_span", counting_start_span)
+    client.get("/debug-sentry")
+    with app.app_context(), sentry_sdk.start_transaction(name="on", sampled=True):
+        redis_store.client.get("catalog:products:page-1")
+
+    redis_spans = [op for op in started if op in ("db.redis", "cache.get")]
+    assert redis_spans == ["cache.get", "db.redis"]  # the traced command's only
+    event = one_event(sentry_sink)
+    crumbs = [c for c in event["breadcrumbs"]["values"] if c["category"] == "redis"]
+    assert crumbs, "the session read is a breadcrumb"
+    assert crumbs[-1]["message"] == "GET 'session:[Filtered]'"
+    assert crumbs[-1]["data"]["redis.command"] == "GET"
+    sent = [t["transaction"] for t in flushed(sentry_sink).transactions()]
+    assert sent == ["on"]
 
 
 def test_an_error_after_the_view_is_reported_once_with_its_id(app, sentry_sink):

@@ -12,6 +12,16 @@ good. Fixed upstream by getsentry/sentry-python#7409 ("Close spans on
 exception in execute_command"); remove this when Printz moves to an SDK that
 has it.
 
+Redis spans made for requests that are not traced. The Redis integration
+makes its spans (and a cache span for ``catalog:`` keys) whether or not the
+request is sampled; an unsampled transaction never sends them, and on an
+untraced catalogue request they were a tenth of the worker's time. Outside a
+sampled transaction the command runs unwrapped, with the breadcrumb the
+integration would have left, so an error event still shows the command. The
+SDK's helpers make the breadcrumb's text, so it reads as the integration's.
+Remove when the SDK skips span work for unsampled transactions (as its
+span-streaming mode already does).
+
 The SDK's own logger at DEBUG with debug off. ``sentry_sdk.debug`` sets the
 ``sentry_sdk.errors`` logger to DEBUG and hides its records with a filter
 unless ``debug`` is on, so each of the SDK's debug lines (several per request,
@@ -30,14 +40,28 @@ from typing import Any
 
 import redis
 import sentry_sdk
+from sentry_sdk.integrations.redis import RedisIntegration
+from sentry_sdk.integrations.redis.modules.queries import _compile_db_span_properties
+from sentry_sdk.integrations.redis.utils import _extract_key
 
 # The integration opens at most two spans per command: the cache span and the
 # query span.
 _MOST_SPANS_LEFT_OPEN = 2
+# redis-py's own execute_command, taken before the SDK wraps it (this module is
+# imported before sentry_sdk.init); None if something wrapped it earlier.
+_PLAIN_EXECUTE_COMMAND = (
+    None
+    if "sentry" in getattr(redis.Redis.execute_command, "__qualname__", "sentry")
+    else redis.Redis.execute_command
+)
 
 
 def close_redis_spans_on_error() -> None:
-    """Make a failing Redis command close the spans it opened (once per process)."""
+    """Make a failing Redis command close the spans it opened (once per process).
+
+    Also runs commands outside a sampled transaction without the
+    integration's spans (see the module's docstring).
+    """
     patched = redis.Redis.execute_command
     if getattr(patched, "printz_closes_spans", False):
         return
@@ -46,6 +70,11 @@ def close_redis_spans_on_error() -> None:
     def execute_command(self: Any, *args: Any, **kwargs: Any) -> Any:
         scope = sentry_sdk.get_current_scope()
         active = scope.span
+        if _PLAIN_EXECUTE_COMMAND is not None and (
+            active is None or not active.sampled
+        ):
+            _leave_breadcrumb(args)
+            return _PLAIN_EXECUTE_COMMAND(self, *args, **kwargs)
         try:
             return patched(self, *args, **kwargs)
         except BaseException:
@@ -56,6 +85,27 @@ def close_redis_spans_on_error() -> None:
 
     execute_command.printz_closes_spans = True  # type: ignore[attr-defined]
     redis.Redis.execute_command = execute_command
+
+
+def _leave_breadcrumb(args: tuple[Any, ...]) -> None:
+    """The breadcrumb the Redis integration leaves for a command."""
+    with contextlib.suppress(Exception):
+        integration = sentry_sdk.get_client().get_integration(RedisIntegration)
+        if integration is None or not args:
+            return
+        name, arguments = args[0], args[1:]
+        data = {"redis.is_cluster": False, "redis.command": name, "db.operation": name}
+        key = _extract_key(name, arguments)
+        if key is not None:
+            data["redis.key"] = key
+        sentry_sdk.add_breadcrumb(
+            message=_compile_db_span_properties(integration, name, arguments)[
+                "description"
+            ],
+            type="redis",
+            category="redis",
+            data=data,
+        )
 
 
 def _close_spans_opened_since(scope: sentry_sdk.Scope, active: Any, exc_info) -> None:
