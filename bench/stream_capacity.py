@@ -230,7 +230,10 @@ def _one_run(
     runner.settle(settings.settle_s)
     result = measured.result
     done = [s for s in result["streams"] if s["done"] and s["status"] == 200]
-    chunks = sum(s["tokens"] for s in done)
+    # The model's text chunks relayed: a completed stream carried all of them,
+    # however Printz grouped them into events (the relay gathers 30 ms).
+    chunks = len(done) * TEXT_CHUNKS
+    events = sum(s["tokens"] for s in done)
     durations = [s["duration_s"] for s in done]
     first_tokens = [s["ttft_s"] for s in done if s["ttft_s"] is not None]
     seconds = result["seconds"]
@@ -247,7 +250,7 @@ def _one_run(
         "p95_s": percentile(durations, 0.95),
         "max_s": max(durations, default=None),
         "ttft_p95_ms": _ms(percentile(first_tokens, 0.95)),
-        "chunks_per_stream": chunks / len(done) if done else None,
+        "text_events_per_stream": events / len(done) if done else None,
         "printz_cpu_us_per_chunk": measured.cpu_s["printz"] * 1e6 / chunks
         if "printz" in measured.cpu_s and chunks
         else None,
@@ -339,7 +342,7 @@ def summarise(
                     "model_cores",
                     "services_cores",
                     "client_cores",
-                    "chunks_per_stream",
+                    "text_events_per_stream",
                     "printz_cpu_us_per_chunk",
                 )
             }
@@ -453,7 +456,9 @@ def render(figures, settings, configs, database, facts) -> str:
         f"{TEXT_CHUNKS / CHUNKS_PER_SECOND:.0f} s per stream; starts spread over "
         f"{settings.ramp_s:.0f} s; variants in rotating order. Peak RSS: the "
         "largest sum over the gunicorn master and workers seen in any round. "
-        "CPU us/chunk: gunicorn CPU over the run / text chunks delivered.",
+        "CPU us/chunk: gunicorn CPU over the run / the model's text chunks "
+        "delivered (all of a completed stream's; Printz may send several in one "
+        "event).",
         "AI traces: transactions with an invoke_agent span that reached the "
         "sink once sends had drained, against completed streams (each sampled "
         f"at 1.0). SDK-reported drops: {_drops(figures)}.",
