@@ -7,6 +7,7 @@ client is either Flask's test client or, where the contract matters, the real
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 
@@ -16,6 +17,7 @@ import sentry_sdk
 from printz.cli import seed_data
 from printz.devmodel import ModelServer, Turn
 from printz.extensions import mongo
+from printz.observability import serialize
 from tests.support.ai_sdk import check_ui_stream, ensure_ai_sdk
 from tests.support.live_server import LiveServer
 
@@ -692,3 +694,28 @@ def test_a_stopped_turn_is_traced_cancelled(
     spans = spans_by_op(chat_transaction(sentry_sink))
     assert spans["gen_ai.invoke_agent"][0]["status"] == "cancelled"
     assert spans["gen_ai.chat"][0]["status"] == "cancelled"
+
+
+def test_a_chat_transaction_loses_the_prompt_before_the_sdk_serialises_it(
+    customer, model_server, sentry_sink, monkeypatch
+):
+    handed_over = []
+    installed = sentry_sdk.client.serialize
+
+    def recording(event, **options):
+        if event.get("type") == "transaction":
+            handed_over.append(copy.deepcopy(event))
+        return installed(event, **options)
+
+    monkeypatch.setattr(sentry_sdk.client, "serialize", recording)
+    model_server.script.push(Turn(text="Hello there"))
+    secret_prompt = "my card is nearly full, quote 500 flyers"
+
+    customer.post(
+        "/api/chat", json=chat_body(new_conversation(), secret_prompt)
+    ).get_data()
+    sentry_sdk.flush(timeout=2)
+
+    [chat] = [e for e in handed_over if e["transaction"] == "/api/chat"]
+    assert secret_prompt not in json.dumps(chat, default=str)
+    assert serialize.plain_copy(chat, keep_bodies=False) is not None

@@ -19,6 +19,7 @@ from flask import Flask, current_app, g, has_request_context, request
 from flask_login import current_user
 
 from printz.errors import DependencyUnavailable
+from printz.observability import scrub
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,8 @@ def _begin_request() -> None:
         },
         level="info",
     )
+    if scrub.is_chat_path(request.path) and not scrub.ai_content_allowed():
+        sentry_sdk.get_isolation_scope().add_event_processor(scrub.drop_chat_content)
     _identify_user()
 
 

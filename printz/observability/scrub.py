@@ -373,6 +373,21 @@ def _is_chat_request(event: dict[str, Any]) -> bool:
     return isinstance(url, str) and any(path in url for path in CHAT_PATHS)
 
 
+def is_chat_path(path: str) -> bool:
+    return path.startswith(CHAT_PATHS)
+
+
+def drop_chat_content(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+    """An event processor: chat content goes before the SDK serialises the event.
+
+    ``before_send`` drops it too, but only after the SDK has walked a chat body
+    the fast copy of printz.observability.serialize cannot take (the SDK trims
+    its nested parts) through its own serializer.
+    """
+    _drop_chat_content(event)
+    return event
+
+
 def _drop_chat_content(event: dict[str, Any]) -> None:
     """Chat prompts and answers stay out of Sentry unless settings allow them.
 
