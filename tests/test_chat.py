@@ -344,6 +344,46 @@ def test_model_failure_before_the_first_token_is_an_http_error(
     assert events[0]["tags"]["gen_ai.request.model"] == MODEL
 
 
+def test_the_message_is_stored_while_the_model_is_asked(
+    app, customer, model_server, sentry_sink, monkeypatch
+):
+    """The model is asked before the customer's message is stored.
+
+    Should storing fail (here the conversation is deleted in between, as a
+    second tab might), the answer is the storing error, the model's request is
+    dropped as soon as its answer starts, and the turn's trace says it was
+    cancelled.
+    """
+    from plugins.chat import store
+
+    words = [f"word{n} " for n in range(100)]
+    model_server.script.push(
+        Turn(text=words, delay_before_first=0.3, chunk_interval=0.05)
+    )
+    conversation = new_conversation()
+    real_add_message = store.add_message
+
+    def deleted_meanwhile(conversation_doc, *args, **kwargs):
+        # The model is asked at the same time: its request arrives meanwhile.
+        model_server.wait_for(lambda: model_server.requests, 2)
+        mongo.db.chat_conversations.delete_one({"_id": conversation_doc["_id"]})
+        return real_add_message(conversation_doc, *args, **kwargs)
+
+    monkeypatch.setattr(store, "add_message", deleted_meanwhile)
+
+    response = customer.post("/api/chat", json=chat_body(conversation, "hi"))
+
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "conversation_not_found"
+    model_server.wait_for(lambda: model_server.streams[-1].client_closed, 5)
+    assert model_server.streams[-1].chunks_written < 5
+    assert stored_messages(app, conversation) == []
+    sentry_sdk.flush(timeout=2)
+    spans = spans_by_op(chat_transaction(sentry_sink))
+    assert spans["gen_ai.invoke_agent"][0]["status"] == "cancelled"
+    assert spans["gen_ai.chat"][0]["status"] == "cancelled"
+
+
 def test_a_silent_model_is_cut_off_by_the_timeout(settings, model_server):
     from printz import create_app
     from tests.conftest import register

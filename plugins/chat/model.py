@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,12 +83,18 @@ class _Failure:
 
 
 class ModelStream:
-    """One streamed completion, read on a daemon thread into a queue."""
+    """One streamed completion, asked for and read on a daemon thread.
 
-    def __init__(self, stream: openai.Stream) -> None:
-        self._stream = stream
+    The request itself is made on the thread too, so the caller can do its
+    own work (store the customer's message) while the model thinks.
+    """
+
+    def __init__(self, open_stream: Callable[[], openai.Stream]) -> None:
+        self._open_stream = open_stream
+        self._stream: openai.Stream | None = None
+        self._lock = threading.Lock()
+        self._closed = False
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._closed = threading.Event()
         self._thread = threading.Thread(
             target=self._pump, name="printz-model-stream", daemon=True
         )
@@ -96,10 +102,17 @@ class ModelStream:
 
     def _pump(self) -> None:
         try:
-            for chunk in self._stream:
+            stream = self._open_stream()
+            with self._lock:
+                closed = self._closed
+                self._stream = stream
+            if closed:  # the reader gave up while the request was on its way
+                stream.close()
+                return
+            for chunk in stream:
                 self._queue.put(chunk)
         except BaseException as error:  # handed to the reader, never lost
-            if not self._closed.is_set():
+            if not self._closed:
                 self._queue.put(_Failure(error))
         finally:
             self._queue.put(_END)
@@ -163,10 +176,18 @@ class ModelStream:
                 raise item.error
 
     def close(self) -> None:
-        """Stop reading: the connection to the model server is closed at once."""
-        self._closed.set()
+        """Stop reading: the connection to the model server is closed at once.
+
+        A request still waiting for the answer to start is closed when it does
+        (the client offers no way to abort it from another thread).
+        """
+        with self._lock:
+            self._closed = True
+            stream = self._stream
+        if stream is None:  # not open yet: the thread closes it when it is
+            return
         try:
-            self._stream.close()
+            stream.close()
         except Exception:  # closing a broken stream must not hide the reason
             log.debug("closing the model stream failed", exc_info=True)
 
@@ -174,12 +195,17 @@ class ModelStream:
 def open_model_stream(
     model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
 ) -> ModelStream:
-    """Start one streamed completion, usage included; retries are the caller's."""
-    stream = model_client().chat.completions.create(
-        model=model,
-        messages=messages,
-        tools=tools,
-        stream=True,
-        stream_options={"include_usage": True},
+    """Start one streamed completion, usage included; retries are the caller's.
+
+    Returns at once; a failure to connect comes out of the stream's reading.
+    """
+    client = model_client()
+    return ModelStream(
+        lambda: client.chat.completions.create(
+            model=model,
+            messages=messages,
+            tools=tools,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
     )
-    return ModelStream(stream)

@@ -68,13 +68,8 @@ def open_conversation(conversation_id: str, owner_id: str, first_text: str) -> d
     The id is the front end's (useChat's ``id``); the unique ``_id`` makes the
     first customer to use it its owner, and anyone else gets a 404.
     """
-    existing = get_conversation(conversation_id, owner_id)
-    if existing is not None:
-        return existing
     now = _now()
-    document = {
-        "_id": conversation_id,
-        "owner_id": owner_id,
+    created = {
         "title": " ".join(first_text.split())[:TITLE_LENGTH] or "New conversation",
         "created_at": now,
         "updated_at": now,
@@ -82,15 +77,22 @@ def open_conversation(conversation_id: str, owner_id: str, first_text: str) -> d
         "expires_at": _expiry(now),
     }
     try:
-        mongo.db.chat_conversations.insert_one(document)
+        # One round trip whether it exists or not. Another customer's id makes
+        # the upsert insert a second document with the same ``_id``: refused.
+        return mongo.db.chat_conversations.find_one_and_update(
+            {"_id": conversation_id, "owner_id": owner_id},
+            {"$setOnInsert": created},
+            upsert=True,
+            return_document=pymongo.ReturnDocument.AFTER,
+        )
     except DuplicateKeyError:
+        # Also two first messages of the same customer at once: one inserts.
         existing = get_conversation(conversation_id, owner_id)
         if existing is None:
             raise NotFound(
                 "No such conversation.", code="conversation_not_found"
             ) from None
         return existing
-    return document
 
 
 def messages_of(conversation: dict) -> list[dict[str, Any]]:

@@ -7,6 +7,8 @@ into the stream and never returns another customer's data.
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -106,7 +108,14 @@ TOOLS: dict[str, tuple[type[BaseModel], Callable[[Any, Any], dict[str, Any]], st
 
 
 def tool_definitions() -> list[dict[str, Any]]:
-    """The tools in the OpenAI function-calling format."""
+    """The tools in the OpenAI function-calling format, the caller's own copy."""
+    return copy.deepcopy(_tool_definitions())
+
+
+@functools.cache
+def _tool_definitions() -> list[dict[str, Any]]:
+    # Made once: pydantic builds a JSON schema in about a millisecond per
+    # model, and every chat turn sends them all before its first token.
     return [
         {
             "type": "function",

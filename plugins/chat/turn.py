@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,18 +123,24 @@ class ChatTurn:
 
     # -- before the first byte ------------------------------------------------
 
-    def prime(self) -> None:
+    def prime(self, meanwhile: Callable[[], object] | None = None) -> None:
         """Make the first model call and wait for its first token.
 
-        A failure here (after a bounded retry) is ModelUnavailable: the view
-        answers it as an HTTP error, since nothing has been streamed yet.
+        ``meanwhile`` runs once while the model is asked, before its answer is
+        awaited: storing the customer's message then costs the customer no
+        time. Should it fail, the model call is abandoned and its error goes on.
+        A model failure here (after a bounded retry) is ModelUnavailable: the
+        view answers it as an HTTP error, since nothing has been streamed yet.
         """
         self.trace.start()
         attempts = 1 + self.retries
         for attempt in range(1, attempts + 1):
             self._chat_span = self.trace.start_chat(self.messages)
+            self._stream = open_model_stream(self.model, self.messages, self.tools)
+            if meanwhile is not None:
+                self._meanwhile(meanwhile)
+                meanwhile = None
             try:
-                self._stream = open_model_stream(self.model, self.messages, self.tools)
                 self._primed = self._read_until_first_token(self._stream)
                 return
             except openai.OpenAIError as error:
@@ -145,6 +151,15 @@ class ChatTurn:
                     continue
                 self._fail_before_stream(error)
                 raise ModelUnavailable(extra={"event_id": self.event_id}) from error
+
+    def _meanwhile(self, work: Callable[[], object]) -> None:
+        try:
+            work()
+        except BaseException:
+            self._close_stream()
+            self.trace.end_chat(self._chat_span, status="cancelled")
+            self.trace.finish("cancelled")
+            raise
 
     def _read_until_first_token(self, stream: ModelStream) -> list[Any]:
         buffered = []

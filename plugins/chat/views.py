@@ -117,7 +117,6 @@ def chat(body: ChatRequest):
     model_client()  # 503 before anything else when no model is configured
     model = _choose_model(body)
     ai.add_ai_breadcrumb("AI request received", conversation_id=body.id, model=model)
-    history: list[dict] = []
 
     if body.trigger == "regenerate-message":
         conversation = store.get_conversation(body.id, current_user.id)
@@ -125,25 +124,30 @@ def chat(body: ChatRequest):
             raise NotFound("No such conversation.", code="conversation_not_found")
         _claim_quota()
         _drop_answer_to_regenerate(conversation, body.messageId)
+        history = store.messages_of(conversation)
+        store_message = None
     else:
         text = _new_user_text(body)
         conversation = store.open_conversation(body.id, current_user.id, text)
         _claim_quota()
-        added = store.add_message(
-            conversation, "user", [{"type": "text", "text": text}]
-        )
-        if added["seq"] == 1:
-            # A new conversation: its history is this message, no read needed.
-            history = [added]
+        parts = [{"type": "text", "text": text}]
+        # A new conversation has no history to read.
+        new = not conversation.get("message_count")
+        earlier = [] if new else store.messages_of(conversation)
+        history = [*earlier, {"role": "user", "parts": parts}]
+
+        def store_message() -> None:
+            store.add_message(conversation, "user", parts)
 
     turn = ChatTurn(
         conversation=conversation,
         user=current_user._get_current_object(),
         model=model,
-        messages=model_messages(history or store.messages_of(conversation)),
+        messages=model_messages(history),
         assistant_message_id=uuid.uuid4().hex,
     )
-    turn.prime()
+    # The customer's message is stored while the model is asked.
+    turn.prime(meanwhile=store_message)
     body_stream = ai.ai_stream(stream_with_context(turn.body()), turn.trace)
     return Response(body_stream, status=200, headers=HEADERS)
 
