@@ -22,10 +22,16 @@ import openai
 from flask import current_app
 
 from plugins.chat import store
-from plugins.chat.model import ModelStream, ModelUnavailable, open_model_stream
+from plugins.chat.model import (
+    ModelSilent,
+    ModelStream,
+    ModelUnavailable,
+    open_model_stream,
+)
 from plugins.chat.protocol import DONE, KEEPALIVE, UIMessageStream, finish_reason
 from plugins.chat.tools import ToolFailed, run_tool, tool_definitions
 from printz.observability import ai
+from printz.observability.tokens import TokenUsage
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +67,11 @@ class Usage:
 
     def add(self, usage: Any) -> None:
         """Add one model call's usage as the OpenAI API reports it."""
-        self.input_tokens += usage.prompt_tokens or 0
-        self.output_tokens += usage.completion_tokens or 0
-        prompt_details = getattr(usage, "prompt_tokens_details", None)
-        completion_details = getattr(usage, "completion_tokens_details", None)
-        self.cached_tokens += getattr(prompt_details, "cached_tokens", 0) or 0
-        self.reasoning_tokens += getattr(completion_details, "reasoning_tokens", 0) or 0
+        read = TokenUsage.of(usage)
+        self.input_tokens += read.input_tokens
+        self.output_tokens += read.output_tokens
+        self.cached_tokens += read.cached_tokens
+        self.reasoning_tokens += read.reasoning_tokens
         self.reported = True
 
     def for_client(self) -> dict[str, int]:
@@ -163,9 +168,10 @@ class ChatTurn:
 
     def _read_until_first_token(self, stream: ModelStream) -> list[Any]:
         buffered = []
-        for chunk in stream.chunks(idle=current_app.config["PRINTZ_CHAT_TIMEOUT_S"]):
+        limit = current_app.config["PRINTZ_CHAT_TIMEOUT_S"]
+        for chunk in stream.chunks(idle=limit):
             if chunk is None:
-                raise openai.APITimeoutError(request=None)  # type: ignore[arg-type]
+                raise ModelSilent(f"no token within {limit} s")
             buffered.append(chunk)
             if _has_token(chunk):
                 self.trace.first_token(self._chat_span)
@@ -288,22 +294,24 @@ class ChatTurn:
         """
         text: list[str] = []
         for chunk in batch:
-            if chunk.usage is not None:
-                self.usage.add(chunk.usage)
-                self.trace.chat_usage(self._chat_span, chunk.usage)
-            for choice in chunk.choices:
-                delta = choice.delta
-                if delta is not None and delta.content:
+            usage = chunk.get("usage")
+            if usage:
+                self.usage.add(usage)
+                self.trace.chat_usage(self._chat_span, usage)
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {}
+                content = delta.get("content")
+                if content:
                     self.trace.first_token(self._chat_span)
-                    result.text += delta.content
-                    text.append(delta.content)
-                if delta is not None and delta.tool_calls:
+                    result.text += content
+                    text.append(content)
+                if delta.get("tool_calls"):
                     if text:
                         yield self.ui.text_delta("".join(text))
                         text.clear()
-                    yield from self._relay_tool_fragments(delta.tool_calls, calls)
-                if choice.finish_reason:
-                    result.finish = choice.finish_reason
+                    yield from self._relay_tool_fragments(delta["tool_calls"], calls)
+                if choice.get("finish_reason"):
+                    result.finish = choice["finish_reason"]
         if text:
             yield self.ui.text_delta("".join(text))
 
@@ -312,13 +320,16 @@ class ChatTurn:
     ) -> Iterator[bytes]:
         self.trace.first_token(self._chat_span)
         for fragment in fragments:
-            call = calls.get(fragment.index)
+            function = fragment.get("function") or {}
+            index = fragment.get("index", 0)
+            call = calls.get(index)
             if call is None:
-                name = (fragment.function and fragment.function.name) or "unknown"
-                call = ToolCall(fragment.id or f"call_{uuid.uuid4().hex[:16]}", name)
-                calls[fragment.index] = call
+                name = function.get("name") or "unknown"
+                call_id = fragment.get("id") or f"call_{uuid.uuid4().hex[:16]}"
+                call = ToolCall(call_id, name)
+                calls[index] = call
                 yield self.ui.tool_input_start(call.call_id, call.name)
-            arguments = fragment.function and fragment.function.arguments
+            arguments = function.get("arguments")
             if arguments:
                 call.arguments += arguments
                 yield self.ui.tool_input_delta(call.call_id, arguments)
@@ -430,15 +441,19 @@ class ChatTurn:
         self.usage.output_tokens = len(self.ui.text) // 4
 
 
-def _has_token(chunk: Any) -> bool:
-    return any(
-        choice.delta is not None and (choice.delta.content or choice.delta.tool_calls)
-        for choice in chunk.choices
-    )
+def _has_token(chunk: dict[str, Any]) -> bool:
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("tool_calls"):
+            return True
+    return False
 
 
 def _retryable(error: BaseException) -> bool:
     return isinstance(
         error,
-        openai.APIConnectionError | openai.RateLimitError | openai.InternalServerError,
+        openai.APIConnectionError
+        | openai.RateLimitError
+        | openai.InternalServerError
+        | ModelSilent,
     )
