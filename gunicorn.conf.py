@@ -69,6 +69,21 @@ def on_starting(server):
     scrub_logger("gunicorn.error")
 
 
+def post_worker_init(worker):
+    """Keep the loaded app out of the garbage collector's sweeps.
+
+    Everything a worker has once the app is loaded (modules, schemas, the
+    SDK) lives as long as the worker. ``gc.freeze`` moves it out of the
+    collected generations, so a full collection walks only what requests
+    made: a chat stream allocates with every chunk it relays, and full
+    collections over the whole app were a tenth of a streaming worker's CPU.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 # Sentry hooks. Each process sends its own events from a background thread, and
 # logs in batches every few seconds: what a process still holds when it goes
 # away is lost unless it is flushed first. sentry_sdk is imported inside the
