@@ -461,7 +461,9 @@ def serve_with_gunicorn(root: Path) -> int:
     gracefully; the caller then stops the services.
     """
     command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
-    server = subprocess.Popen(command, cwd=root)
+    # Like the services, gunicorn goes when we do, even when we are killed:
+    # otherwise it keeps the port and serves on with its services gone.
+    server = subprocess.Popen(command, cwd=root, preexec_fn=_die_with_parent_hook())
 
     def pass_on(signum: int, frame: object) -> None:
         if server.poll() is None:

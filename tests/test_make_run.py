@@ -113,3 +113,19 @@ def test_sigterm_stops_everything_make_run_started(running_backend):
     while processes_mentioning(str(instance)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert processes_mentioning(str(instance)) == []
+
+
+def test_a_killed_make_run_leaves_no_server_behind(running_backend):
+    url, process, _ = running_backend
+
+    process.kill()
+    process.wait()
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url + "/healthz", timeout=1)
+        except requests.ConnectionError:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{url} still answers after make run was killed")
