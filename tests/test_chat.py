@@ -456,6 +456,45 @@ def test_model_failure_after_the_first_token_is_an_error_chunk(
 # -- conversations ------------------------------------------------------------------
 
 
+def test_a_client_that_lost_its_history_continues_the_conversation(
+    app, customer, model_server
+):
+    model_server.script.push(Turn(text="First answer."), Turn(text="Second answer."))
+    conversation = new_conversation()
+    customer.post("/api/chat", json=chat_body(conversation, "First")).get_data()
+
+    # A reloaded page without restoring sends only the new message.
+    again = customer.post("/api/chat", json=chat_body(conversation, "Second"))
+    again.get_data()
+
+    assert again.status_code == 200
+    sent = [m.get("content") for m in model_server.requests[-1].body["messages"][1:]]
+    assert sent == ["First", "First answer.", "Second"]
+    texts = [m["parts"][-1]["text"] for m in stored_messages(app, conversation)]
+    assert texts == ["First", "First answer.", "Second", "Second answer."]
+    listed = customer.get("/api/conversations").get_json()["items"]
+    assert [(c["id"], c["message_count"]) for c in listed] == [(conversation, 4)]
+
+
+def test_messages_added_in_the_same_microsecond_keep_their_order(
+    app, customer, monkeypatch
+):
+    from plugins.chat import store
+
+    with app.app_context():
+        owner = customer.user["id"]
+        conversation = store.open_conversation("conv-tie", owner, "q", likely_new=True)
+        # A clock that stands still: every message is added in one microsecond.
+        monkeypatch.setattr(store.time, "time_ns", lambda: 1_700_000_000_000_000_000)
+        for text in ("one", "two", "three"):
+            store.add_message(conversation, "user", [{"type": "text", "text": text}])
+
+        stored = store.messages_of(conversation)
+
+    assert [m["parts"][0]["text"] for m in stored] == ["one", "two", "three"]
+    assert len({m["seq"] for m in stored}) == 3
+
+
 def test_conversation_restores_as_ui_messages(shop, customer, model_server):
     model_server.script.push(
         Turn(tool_calls=[("search_products", {"query": "stickers"})]),

@@ -9,6 +9,7 @@ restores. Every document carries ``expires_at`` for the retention TTL index.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,8 @@ from printz.pagination import (
 )
 
 TITLE_LENGTH = 80
+# Tries at a free ``seq`` when messages of one conversation are added at once.
+SEQ_ATTEMPTS = 8
 
 
 def create_indexes(db: Database) -> None:
@@ -62,14 +65,24 @@ def get_conversation(conversation_id: str, owner_id: str) -> dict[str, Any] | No
     )
 
 
-def open_conversation(conversation_id: str, owner_id: str, first_text: str) -> dict:
+def open_conversation(
+    conversation_id: str, owner_id: str, first_text: str, *, likely_new: bool = False
+) -> dict:
     """The caller's conversation with this id, created on its first message.
 
     The id is the front end's (useChat's ``id``); the unique ``_id`` makes the
-    first customer to use it its owner, and anyone else gets a 404.
+    first customer to use it its owner, and anyone else gets a 404. The
+    ``likely_new`` (the client sent no history) tries the insert first, so a
+    new conversation costs one round trip and an existing one two at most.
     """
+    if not likely_new:
+        existing = get_conversation(conversation_id, owner_id)
+        if existing is not None:
+            return existing
     now = _now()
     created = {
+        "_id": conversation_id,
+        "owner_id": owner_id,
         "title": " ".join(first_text.split())[:TITLE_LENGTH] or "New conversation",
         "created_at": now,
         "updated_at": now,
@@ -77,16 +90,11 @@ def open_conversation(conversation_id: str, owner_id: str, first_text: str) -> d
         "expires_at": _expiry(now),
     }
     try:
-        # One round trip whether it exists or not. Another customer's id makes
-        # the upsert insert a second document with the same ``_id``: refused.
-        return mongo.db.chat_conversations.find_one_and_update(
-            {"_id": conversation_id, "owner_id": owner_id},
-            {"$setOnInsert": created},
-            upsert=True,
-            return_document=pymongo.ReturnDocument.AFTER,
-        )
+        mongo.db.chat_conversations.insert_one(created)
+        return created
     except DuplicateKeyError:
-        # Also two first messages of the same customer at once: one inserts.
+        # Someone's conversation already has this id: the caller's, or (also
+        # two first messages of the same customer at once) another's: a 404.
         existing = get_conversation(conversation_id, owner_id)
         if existing is None:
             raise NotFound(
@@ -112,23 +120,22 @@ def add_message(
     message_id: str | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
-    """Append a message at the end of the conversation."""
+    """Append a message at the end of the conversation.
+
+    ``seq`` orders a conversation's messages: the time of adding in
+    microseconds, one more on the rare tie (the unique index refuses a second
+    message with the same ``seq``). It is not a counter read back from the
+    conversation: that takes a findAndModify, which the embedded server runs
+    as a scan of every conversation. Known limit: hosts whose clocks disagree
+    by more than the time between two messages of one conversation could
+    order them wrongly; a shared clock (NTP) keeps that far apart.
+    """
     now = _now()
-    updated = mongo.db.chat_conversations.find_one_and_update(
-        {"_id": conversation["_id"]},
-        {
-            "$inc": {"message_count": 1},
-            "$set": {"updated_at": now, "expires_at": _expiry(now)},
-        },
-        return_document=pymongo.ReturnDocument.AFTER,
-    )
-    if updated is None:
-        raise NotFound("No such conversation.", code="conversation_not_found")
     document = {
         "_id": message_id or uuid.uuid4().hex,
         "conversation_id": conversation["_id"],
         "owner_id": conversation["owner_id"],
-        "seq": updated["message_count"],
+        "seq": time.time_ns() // 1000,
         "role": role,
         "parts": parts,
         "status": status,
@@ -136,8 +143,24 @@ def add_message(
         "expires_at": _expiry(now),
         **fields,
     }
-    mongo.db.chat_messages.insert_one(document)
-    return document
+    touched = mongo.db.chat_conversations.update_one(
+        {"_id": conversation["_id"]},
+        {
+            "$inc": {"message_count": 1},
+            "$set": {"updated_at": now, "expires_at": _expiry(now)},
+        },
+    )
+    if not touched.matched_count:
+        raise NotFound("No such conversation.", code="conversation_not_found")
+    for _ in range(SEQ_ATTEMPTS):
+        try:
+            mongo.db.chat_messages.insert_one(document)
+            return document
+        except DuplicateKeyError as error:
+            if "seq" not in (error.details or {}).get("keyPattern", {}):
+                raise
+            document["seq"] += 1
+    raise RuntimeError("no free position for a message in the conversation")
 
 
 def delete_message(message_id: str) -> None:
@@ -221,7 +244,7 @@ def claim_message(owner_id: str, message_limit: int, token_limit: int) -> bool:
 
 
 def _claim(owner_id: str, message_limit: int, token_limit: int) -> bool:
-    claimed = mongo.db.chat_usage.find_one_and_update(
+    claimed = mongo.db.chat_usage.update_one(
         {
             "owner_id": owner_id,
             "day": usage_day(),
@@ -230,7 +253,7 @@ def _claim(owner_id: str, message_limit: int, token_limit: int) -> bool:
         },
         {"$inc": {"messages": 1}},
     )
-    return claimed is not None
+    return claimed.modified_count == 1
 
 
 def record_usage(owner_id: str, tokens: int, cost_usd: float) -> None:

@@ -128,7 +128,11 @@ def chat(body: ChatRequest):
         store_message = None
     else:
         text = _new_user_text(body)
-        conversation = store.open_conversation(body.id, current_user.id, text)
+        # useChat sends the whole history: a lone message most likely opens
+        # a new conversation (a guess that only orders the round trips).
+        conversation = store.open_conversation(
+            body.id, current_user.id, text, likely_new=len(body.messages) == 1
+        )
         _claim_quota()
         parts = [{"type": "text", "text": text}]
         # A new conversation has no history to read.
