@@ -188,6 +188,12 @@ SETTINGS: tuple[Setting, ...] = (
         check=_positive,
     ),
     Setting(
+        "PRINTZ_CHAT_RELAY_WINDOW_MS",
+        50,
+        "how long the model's chunks gather before they are relayed together",
+        check=lambda v: None if 0 <= v <= 500 else "must be from 0 to 500",
+    ),
+    Setting(
         "PRINTZ_CHAT_DAILY_MESSAGES",
         200,
         "chat messages per customer per UTC day",

@@ -8,6 +8,8 @@ learns of a closed connection when it next writes.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import queue
 import threading
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 import openai
 from flask import Flask, current_app
 
@@ -75,8 +78,8 @@ def allowed_models() -> tuple[str, ...]:
     return (default, *[m for m in extra if m != default])
 
 
-# How long the relay gathers model chunks into one write (see batches).
-RELAY_WINDOW_S = 0.03
+# A read that took longer than this waited for the model (the socket was empty).
+BLOCKED_READ_S = 0.002
 
 _END = object()
 
@@ -86,19 +89,89 @@ class _Failure:
     error: BaseException
 
 
+class SSEDecoder:
+    """Server-Sent Events in, the JSON of each ``data:`` field out.
+
+    An OpenAI-compatible server sends one ``data: {json}`` event per chunk and
+    ``data: [DONE]`` at the end. This reads exactly that, line by line as the
+    SSE format has it (``\n``, ``\r\n`` or ``\r`` endings; comments, ``event:``
+    and ``id:`` fields ignored; multi-line data joined), from whatever pieces
+    the socket hands over.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[bytes] = []
+        self.done = False
+
+    def feed(self, piece: bytes) -> list[Any]:
+        """The chunks completed by ``piece``; raises on an in-stream error."""
+        buffer = self._buffer + piece
+        # A CR at the very end may be the first half of a CRLF: kept for later.
+        held = b"\r" if buffer.endswith(b"\r") else b""
+        if b"\r" in buffer:
+            buffer = buffer[: len(buffer) - len(held)]
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *lines, rest = buffer.split(b"\n")
+        self._buffer = rest + held
+        chunks = []
+        for line in lines:
+            if line.startswith(b"data:"):
+                self._data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif not line and self._data:
+                data, self._data = b"\n".join(self._data), []
+                if data == b"[DONE]":
+                    self.done = True
+                    break
+                chunks.append(_chunk(data))
+        return chunks
+
+
+class InStreamError(ValueError):
+    """The model reported an error inside its stream, or sent no JSON."""
+
+    def __init__(self, message: str, body: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.body = body
+
+
+def _chunk(data: bytes) -> Any:
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        raise InStreamError("The model sent a chunk that is not JSON.") from None
+    if isinstance(chunk, dict) and chunk.get("error"):
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else None
+        if not isinstance(message, str) or not message:
+            message = "The model failed while streaming."
+        raise InStreamError(message, body=error)
+    return chunk
+
+
 class ModelStream:
     """One streamed completion, asked for and read on a daemon thread.
 
     The request itself is made on the thread too, so the caller can do its
-    own work (store the customer's message) while the model thinks.
+    own work (store the customer's message) while the model thinks. The
+    thread waits ``window`` seconds after each read that waited for the model:
+    a model sends a few characters at a time, tens of times a second, and
+    every wake-up, hand-over and relayed write costs the same whether it
+    carries one chunk or five. What the model sends meanwhile gathers in the
+    socket and is read at once; the first chunk of an answer is handed over as
+    soon as it comes.
     """
 
-    def __init__(self, open_stream: Callable[[], openai.Stream]) -> None:
-        self._open_stream = open_stream
-        self._stream: openai.Stream | None = None
+    def __init__(self, open_response: Callable[[], Any], window: float) -> None:
+        self._open_response = open_response
+        self._window = window
+        self._response: Any = None
         self._lock = threading.Lock()
         self._closed = False
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending: list[Any] = []
+        self._end: Any = None  # _END or a _Failure, once the reader has seen it
         self._thread = threading.Thread(
             target=self._pump, name="printz-model-stream", daemon=True
         )
@@ -106,78 +179,106 @@ class ModelStream:
 
     def _pump(self) -> None:
         try:
-            stream = self._open_stream()
-            with self._lock:
-                closed = self._closed
-                self._stream = stream
-            if closed:  # the reader gave up while the request was on its way
-                stream.close()
-                return
-            for chunk in stream:
-                self._queue.put(chunk)
+            with self._open_response() as response:
+                with self._lock:
+                    closed = self._closed
+                    self._response = response
+                if closed:  # the reader gave up while the request was on its way
+                    return
+                self._read(response)
         except BaseException as error:  # handed to the reader, never lost
             if not self._closed:
                 self._queue.put(_Failure(error))
         finally:
             self._queue.put(_END)
 
-    def chunks(self, idle: float) -> Iterator[Any]:
-        """Model chunks one by one; ``None`` after ``idle`` seconds of silence.
+    def _read(self, response: Any) -> None:
+        decoder = SSEDecoder()
+        pieces = iter(response.iter_bytes())
+        try:
+            while True:
+                started = time.monotonic()
+                piece = next(pieces, None)
+                if piece is None:
+                    return
+                chunks = decoder.feed(piece)
+                if chunks:
+                    self._queue.put(chunks)
+                if decoder.done or self._closed:
+                    return
+                if time.monotonic() - started > BLOCKED_READ_S:
+                    # That read waited for the model: what it sends next
+                    # gathers in the socket meanwhile and is read at once.
+                    time.sleep(self._window)
+        except InStreamError as error:
+            raise openai.APIError(
+                error.message, response.request, body=error.body
+            ) from error
+        except httpx2.TimeoutException as error:
+            raise openai.APITimeoutError(request=response.request) from error
+        except httpx2.RequestError as error:
+            raise openai.APIConnectionError(request=response.request) from error
 
-        Takes nothing from the queue it has not yielded, so a reader may stop
-        at any chunk (the first token) and go on with ``batches`` losing none.
-        """
-        while True:
+    def _take(self, idle: float) -> list[Any] | None:
+        """What waits, or the next read within ``idle`` s; None on silence."""
+        if self._pending:
+            taken, self._pending = self._pending, []
+            return taken
+        if self._end is None:
             try:
                 item = self._queue.get(timeout=idle)
             except queue.Empty:
+                return None
+            taken = []
+            while True:
+                if item is _END or isinstance(item, _Failure):
+                    # The first end seen is kept: a failure is followed by
+                    # _END. Chunks before it go out first, the end next time.
+                    self._end = item
+                    break
+                taken.extend(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if taken:
+                return taken
+        if isinstance(self._end, _Failure):
+            raise self._end.error
+        raise _Ended
+
+    def chunks(self, idle: float) -> Iterator[Any]:
+        """Model chunks one by one; ``None`` after ``idle`` seconds of silence.
+
+        Keeps what it has not yielded, so a reader may stop at any chunk (the
+        first token) and go on with ``batches`` losing none.
+        """
+        while True:
+            try:
+                taken = self._take(idle)
+            except _Ended:
+                return
+            if taken is None:
                 yield None
                 continue
-            if item is _END:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
+            while taken:
+                chunk = taken.pop(0)
+                self._pending = taken
+                yield chunk
+            self._pending = []
 
     def batches(self, idle: float) -> Iterator[list[Any] | None]:
-        """Chunks grouped: what arrives within ``RELAY_WINDOW_S`` comes as one list.
+        """All chunks that have come since the last batch, as one list.
 
-        A model sends a few characters at a time, tens of times a second; each
-        relayed write costs a wake-up, an encode and a send, so the chunks of
-        one short window go out together (the customer sees the same text, at
-        most a window later). A worker that fell behind relays all that waits.
+        A worker that fell behind relays everything that waits at once.
         ``None`` comes after ``idle`` seconds of silence.
         """
         while True:
             try:
-                item = self._queue.get(timeout=idle)
-            except queue.Empty:
-                yield None
-                continue
-            batch: list[Any] = []
-            waited = False
-            while item is not _END and not isinstance(item, _Failure):
-                batch.append(item)
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    if waited:
-                        break
-                    # Sleep rather than wait on the queue: a waiting reader
-                    # would be woken by every chunk the window is meant to
-                    # gather.
-                    time.sleep(RELAY_WINDOW_S)
-                    waited = True
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-            if batch:
-                yield batch
-            if item is _END:
+                taken = self._take(idle)
+            except _Ended:
                 return
-            if isinstance(item, _Failure):
-                raise item.error
+            yield taken
 
     def close(self) -> None:
         """Stop reading: the connection to the model server is closed at once.
@@ -187,13 +288,17 @@ class ModelStream:
         """
         with self._lock:
             self._closed = True
-            stream = self._stream
-        if stream is None:  # not open yet: the thread closes it when it is
+            response = self._response
+        if response is None:  # not open yet: the thread closes it when it is
             return
         try:
-            stream.close()
+            response.close()
         except Exception:  # closing a broken stream must not hide the reason
             log.debug("closing the model stream failed", exc_info=True)
+
+
+class _Ended(Exception):
+    """The model's stream ended: no more chunks."""
 
 
 def open_model_stream(
@@ -202,9 +307,10 @@ def open_model_stream(
     """Start one streamed completion, usage included; retries are the caller's.
 
     Returns at once; a failure to connect comes out of the stream's reading.
-    The chunks come as the JSON the model sent (dicts): the client's typed
-    chunk objects cost more CPU to build than everything else Printz does with
-    a chunk, and the relay reads only a few of their fields.
+    The client makes the request (base URL, key, timeouts, HTTP errors as
+    openai exceptions) and hands over the raw body: the chunks are decoded
+    here as plain JSON (dicts), since the client's typed request and chunk
+    objects cost more CPU than everything else Printz does with a chunk.
     """
     client = model_client()
     body = {
@@ -214,12 +320,14 @@ def open_model_stream(
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    window = current_app.config["PRINTZ_CHAT_RELAY_WINDOW_MS"] / 1000
+    # The client's documented way to a raw response: the body unread, HTTP
+    # errors already raised as openai exceptions.
     return ModelStream(
-        lambda: client.post(
-            "/chat/completions",
-            body=body,
-            cast_to=object,
-            stream=True,
-            stream_cls=openai.Stream[object],
-        )
+        lambda: contextlib.closing(
+            client.post(
+                "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
+            )
+        ),
+        window,
     )

@@ -158,7 +158,16 @@ class TracedBody:
 
     @contextlib.contextmanager
     def scopes(self) -> Iterator[sentry_sdk.Scope]:
-        """Enter the request's isolation scope and the body's current scope."""
+        """Enter the request's isolation scope and the body's current scope.
+
+        The SDK's WSGI middleware already runs every step of a body in the
+        request's isolation scope; entering it again would fork the current
+        scope once more per relayed write, so it is entered only when missing.
+        """
+        if sentry_sdk.get_isolation_scope() is self._isolation_scope:
+            with use_scope(self._scope):
+                yield self._scope
+            return
         with use_isolation_scope(self._isolation_scope), use_scope(self._scope):
             yield self._scope
 
