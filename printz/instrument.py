@@ -28,7 +28,6 @@ from sentry_sdk.integrations.logging import (
     ignore_logger_for_sentry_logs,
 )
 from sentry_sdk.integrations.openai import OpenAIIntegration
-from sentry_sdk.integrations.pymongo import PyMongoIntegration
 from sentry_sdk.integrations.redis import RedisIntegration
 
 from printz.observability import scrub, sdk_fixes, serialize
@@ -68,7 +67,7 @@ def sentry_options(settings: Mapping[str, Any]) -> dict[str, Any]:
         "before_send_metric": scrub.before_send_metric,
         "integrations": [
             FlaskIntegration(transaction_style="url"),
-            PyMongoIntegration(),
+            sdk_fixes.PyMongoIntegration(),
             RedisIntegration(cache_prefixes=CACHE_PREFIXES),
             LoggingIntegration(
                 level=logging.INFO,

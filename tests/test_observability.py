@@ -21,7 +21,7 @@ from flask import jsonify
 
 from printz import create_app
 from printz.config import ConfigError, load_settings
-from printz.extensions import redis_store
+from printz.extensions import mongo, redis_store
 from printz.instrument import sentry_options
 from printz.observability import logs
 from printz.observability.release import release_name
@@ -479,6 +479,47 @@ def test_an_untraced_request_makes_no_redis_spans_but_keeps_the_breadcrumbs(
     assert crumbs[-1]["data"]["redis.command"] == "GET"
     sent = [t["transaction"] for t in flushed(sentry_sink).transactions()]
     assert sent == ["on"]
+
+
+def test_an_untraced_mongo_command_makes_no_span_but_the_same_breadcrumb(
+    settings, sentry_sink, monkeypatch
+):
+    settings.update(SENTRY_TRACES_SAMPLE_RATE=0.0)
+    app = create_app(settings)
+    sentry_sink.clear()
+    started = []
+    start_span = sentry_sdk.start_span
+
+    def counting_start_span(*args, **kwargs):
+        if kwargs.get("op") == "db":
+            started.append(kwargs["op"])
+        return start_span(*args, **kwargs)
+
+    monkeypatch.setattr(sentry_sdk, "start_span", counting_start_span)
+
+    def breadcrumbs_of_a_find(sampled: bool) -> list[dict]:
+        message = f"after the find, sampled={sampled}"
+        with (
+            app.app_context(),
+            sentry_sdk.isolation_scope(),
+            sentry_sdk.start_transaction(name="find", sampled=sampled),
+        ):
+            sentry_sdk.get_isolation_scope().clear_breadcrumbs()
+            mongo.db.users.find_one({"email": "ada@example.com"}, {"name": 1})
+            sentry_sdk.capture_message(message)
+        [event] = [e for e in flushed(sentry_sink).events() if e["message"] == message]
+        crumbs = [c for c in event["breadcrumbs"]["values"] if c["category"] == "query"]
+        return [{k: v for k, v in c.items() if k != "timestamp"} for c in crumbs]
+
+    untraced = breadcrumbs_of_a_find(sampled=False)
+    assert started == []
+    traced = breadcrumbs_of_a_find(sampled=True)  # the SDK's own listener
+
+    assert started == ["db"]
+    assert untraced == traced
+    [crumb] = untraced
+    assert crumb["data"]["db.mongodb.collection"] == "users"
+    assert "ada@example.com" not in json.dumps(crumb)
 
 
 def test_an_error_after_the_view_is_reported_once_with_its_id(app, sentry_sink):
