@@ -32,6 +32,10 @@ CONVERSATION_KEY = "gen_ai.conversation.id"
 
 class _KeepAliveIngestHandler(_IngestHandler):
     protocol_version = "HTTP/1.1"
+    # The reply's headers and body are two writes: with Nagle on, the body
+    # waits for the SDK's delayed ACK of the headers, about 40 ms an envelope,
+    # and each worker's sender thread could pass no more than ~22 a second.
+    disable_nagle_algorithm = True
 
 
 @dataclass
