@@ -30,6 +30,7 @@ from typing import Any
 from bench import runner, stack, streams
 from bench.sink import CountingSink
 from bench.stats import percentile, summary
+from printz import config
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,13 @@ class Plan:
     long_turns: int
     short_turns: int
     settle_s: float
+    idle_s: float
 
 
 def plan(quick: bool, rounds: int) -> Plan:
     if quick:
-        return Plan(quick, rounds, 1, 1, 0.3)
-    return Plan(quick, rounds, 4, 4, 0.5)
+        return Plan(quick, rounds, 1, 1, 0.3, 1.0)
+    return Plan(quick, rounds, 4, 4, 0.5, 3.0)
 
 
 def scripted_turn(chunks: int) -> dict[str, Any]:
@@ -218,6 +220,9 @@ def _one_round(
 ) -> dict[str, Any]:
     log.info("round %d: %s", round_index + 1, variant)
     probes = {} if variant == MODEL_ALONE else {"printz": servers[variant].cpu}
+    idle_rate = None
+    if variant != MODEL_ALONE:
+        idle_rate = runner.idle_cpu_rate(servers[variant].cpu, settings.idle_s)
     batches = {}
     for size, count in (("long", settings.long_turns), ("short", settings.short_turns)):
         if variant == MODEL_ALONE and size == "short":
@@ -227,11 +232,19 @@ def _one_round(
         label = f"relay-{variant}-{round_index}-{size}"
         job = job_for(variant, servers, customers, model, count, label)
         measured = runner.run_stream_client(job, probes, settle_s=settings.settle_s)
-        batches[size] = _batch_figures(measured)
-    return {"variant": variant, "round": round_index, **_round_figures(batches)}
+        batches[size] = _batch_figures(measured, idle_rate)
+    return {
+        "variant": variant,
+        "round": round_index,
+        "idle_cpu_ms_per_s": idle_rate * 1e3 if idle_rate is not None else None,
+        **_round_figures(batches),
+    }
 
 
-def _batch_figures(measured: runner.Measured) -> dict[str, Any]:
+def _batch_figures(
+    measured: runner.Measured, idle_rate: float | None
+) -> dict[str, Any]:
+    cpu = measured.cpu_s.get("printz")
     done = [s for s in measured.result["streams"] if s["done"] and s["status"] == 200]
     return {
         "turns": len(measured.result["streams"]),
@@ -241,7 +254,13 @@ def _batch_figures(measured: runner.Measured) -> dict[str, Any]:
         "text_events": sum(s["tokens"] for s in done),
         "ttft_ms": [s["ttft_s"] * 1000 for s in done if s["ttft_s"] is not None],
         "total_s": [s["duration_s"] for s in done],
-        "printz_cpu_s": measured.cpu_s.get("printz"),
+        "printz_cpu_s": cpu,
+        # What the turns cost: the CPU an idle server spends over as long a
+        # window taken away.
+        "printz_busy_cpu_s": cpu - idle_rate * measured.window_s
+        if cpu is not None and idle_rate is not None
+        else None,
+        "window_s": measured.window_s,
         "client_cpu_share": measured.result["client_cpu_share"],
         "errors": [s["error"] for s in measured.result["streams"] if s["error"]],
     }
@@ -260,15 +279,14 @@ def _round_figures(batches: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "batches": batches,
     }
     short = batches.get("short")
-    if long["printz_cpu_s"] is None or short is None:
+    if long["printz_busy_cpu_s"] is None or short is None or not long["chunks"]:
         return figures
-    figures["cpu_per_chunk_us"] = (
-        long["printz_cpu_s"] * 1e6 / long["chunks"] if long["chunks"] else None
-    )
+    figures["cpu_per_chunk_us"] = long["printz_busy_cpu_s"] * 1e6 / long["chunks"]
+    figures["all_in_cpu_per_chunk_us"] = long["printz_cpu_s"] * 1e6 / long["chunks"]
     # Two batches, two unknowns: cpu per turn = fixed + chunks * marginal.
     if long["complete"] and short["complete"]:
-        long_turn = long["printz_cpu_s"] / long["complete"]
-        short_turn = short["printz_cpu_s"] / short["complete"]
+        long_turn = long["printz_busy_cpu_s"] / long["complete"]
+        short_turn = short["printz_busy_cpu_s"] / short["complete"]
         long_chunks = long["chunks"] / long["complete"]
         short_chunks = short["chunks"] / short["complete"]
         if long_chunks > short_chunks:
@@ -293,6 +311,8 @@ def summarise(runs: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
                 "total_p50_s",
                 "chunks_per_turn",
                 "cpu_per_chunk_us",
+                "all_in_cpu_per_chunk_us",
+                "idle_cpu_ms_per_s",
                 "marginal_cpu_per_chunk_us",
                 "fixed_cpu_per_turn_ms",
             )
@@ -330,6 +350,8 @@ def render(figures, settings, configs, database, facts) -> str:
         "total p50 s",
         "total added ms",
         "CPU us/chunk",
+        "all-in us/chunk",
+        "idle ms/s",
         "marginal us/chunk",
         "fixed ms/turn",
         "targets",
@@ -359,6 +381,8 @@ def render(figures, settings, configs, database, facts) -> str:
                 if variant != MODEL_ALONE
                 else "-",
                 runner.fmt_spread(entry["cpu_per_chunk_us"], 0),
+                runner.fmt_spread(entry["all_in_cpu_per_chunk_us"], 0),
+                runner.fmt_spread(entry["idle_cpu_ms_per_s"], 1),
                 runner.fmt_spread(entry["marginal_cpu_per_chunk_us"], 0),
                 runner.fmt_spread(entry["fixed_cpu_per_turn_ms"], 1),
                 verdict,
@@ -366,6 +390,7 @@ def render(figures, settings, configs, database, facts) -> str:
         )
     config = configs[PRINTZ_SENTRY]
     traces = figures["traces"]
+    relay_window_ms = _relay_window_ms()
     notes = [
         f"Median over {settings.rounds} rounds, each with {settings.long_turns} "
         f"turns of {LONG_CHUNKS} text chunks and {settings.short_turns} of "
@@ -373,9 +398,13 @@ def render(figures, settings, configs, database, facts) -> str:
         "printz.devmodel; one turn at a time; variants in rotating order.",
         "TTFT: request sent to first text chunk received. Added: Printz minus "
         "the model alone, paired round by round. CPU us/chunk: gunicorn CPU "
-        "over the long turns / model text chunks relayed (the client may get "
-        "several in one text-delta: the relay gathers 30 ms); marginal and "
-        "fixed split it using the short turns.",
+        "over the long turns, less what the same server spends idle over as "
+        f"long (idle ms/s, read for {settings.idle_s:.0f} s before each "
+        "round), / model text chunks relayed; the per-turn work (request, "
+        "database writes, trace) is in it. all-in: without taking idle away. "
+        "The client may get several chunks in one text-delta: the relay "
+        f"gathers {relay_window_ms} ms (PRINTZ_CHAT_RELAY_WINDOW_MS). Marginal "
+        "and fixed split the busy CPU using the short turns.",
         f"AI traces: {traces['sink']['ai_traces']} reached the sink for "
         f"{traces['turns']} traced turns; SDK-reported drops: "
         f"{_losses(traces['sink']['discarded']) or 'none'}.",
@@ -393,6 +422,16 @@ def render(figures, settings, configs, database, facts) -> str:
         + "\n".join(f"- {note}" for note in notes)
         + "\n"
     )
+
+
+def _relay_window_ms() -> str:
+    """The relay window the servers ran with: the environment's, or the default."""
+    default = next(
+        setting.default
+        for setting in config.SETTINGS
+        if setting.name == "PRINTZ_CHAT_RELAY_WINDOW_MS"
+    )
+    return os.environ.get("PRINTZ_CHAT_RELAY_WINDOW_MS", str(default))
 
 
 def _verdict(label: str, value: float | None, target: float, unit: str) -> str:

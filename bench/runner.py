@@ -129,6 +129,8 @@ class Measured:
     cpu_s: dict[str, float] = field(default_factory=dict)
     pids_changed: list[str] = field(default_factory=list)
     peak_rss: dict[str, int] = field(default_factory=dict)
+    # Seconds between the two CPU readings.
+    window_s: float = 0.0
 
 
 CPUProbe = Callable[[], Any]
@@ -229,6 +231,7 @@ def run_stream_client(
                 peaks[name] = max(peaks[name], read())
 
     sampler = threading.Thread(target=sample_memory, name="rss-sampler", daemon=True)
+    opened = time.monotonic()
     before = _cpu_snapshot(probes)
     sampler.start()
     try:
@@ -238,11 +241,25 @@ def run_stream_client(
         stop_sampling.set()
         sampler.join()
     _cpu_delta(before, _cpu_snapshot(probes), measured)
+    measured.window_s = time.monotonic() - opened
     measured.peak_rss = peaks
     if process.returncode != 0:
         raise BenchError(f"the stream client failed on job for port {job['port']}")
     measured.result = json.loads(out.strip().splitlines()[-1])
     return measured
+
+
+def idle_cpu_rate(probe: CPUProbe, seconds: float) -> float:
+    """CPU seconds per second ``probe``'s processes spend with nothing to do.
+
+    An idle gunicorn is not free: each worker's database client checks its
+    servers, the Sentry SDK flushes on a timer. A figure per unit of work can
+    leave that out by taking away this rate times the measured window.
+    """
+    first = probe()
+    time.sleep(seconds)
+    spent = probe().since(first)
+    return spent / seconds
 
 
 def settle(seconds: float) -> None:

@@ -798,3 +798,27 @@ def test_a_chat_transaction_loses_the_prompt_before_the_sdk_serialises_it(
     [chat] = [e for e in handed_over if e["transaction"] == "/api/chat"]
     assert secret_prompt not in json.dumps(chat, default=str)
     assert serialize.plain_copy(chat, keep_bodies=False) is not None
+
+
+def test_chunks_that_come_close_together_are_relayed_together(settings, model_server):
+    from printz import create_app
+    from tests.conftest import register
+
+    settings.update(PRINTZ_CHAT_RELAY_WINDOW_MS=200)
+    browser = create_app(settings).test_client()
+    register(browser)
+    words = [f"w{n} " for n in range(30)]
+    model_server.script.push(Turn(text=words, chunk_interval=0.02))
+
+    response = browser.post("/api/chat", json=chat_body(new_conversation(), "hi"))
+
+    deltas = [
+        c["delta"]
+        for c in sse_chunks(response.get_data())
+        if c != "[DONE]" and c["type"] == "text-delta"
+    ]
+    assert "".join(deltas) == "".join(words)
+    # The first word alone, as soon as it came; then about one event per
+    # 220 ms (window plus one interval) for 0.6 s of words, never one a word.
+    assert deltas[0] == words[0]
+    assert len(deltas) <= 8

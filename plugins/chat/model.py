@@ -84,6 +84,15 @@ BLOCKED_READ_S = 0.002
 _END = object()
 
 
+def _carries_output(chunk: Any) -> bool:
+    """Whether a chunk holds text or a tool call, not only a role or usage."""
+    try:
+        delta = chunk["choices"][0]["delta"]
+        return bool(delta.get("content") or delta.get("tool_calls"))
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return False
+
+
 @dataclass
 class _Failure:
     error: BaseException
@@ -154,13 +163,14 @@ class ModelStream:
     """One streamed completion, asked for and read on a daemon thread.
 
     The request itself is made on the thread too, so the caller can do its
-    own work (store the customer's message) while the model thinks. The
-    thread waits ``window`` seconds after each read that waited for the model:
-    a model sends a few characters at a time, tens of times a second, and
-    every wake-up, hand-over and relayed write costs the same whether it
-    carries one chunk or five. What the model sends meanwhile gathers in the
-    socket and is read at once; the first chunk of an answer is handed over as
-    soon as it comes.
+    own work (store the customer's message) while the model thinks. Once
+    the answer has begun, a chunk that the thread had to wait for is held
+    ``window`` seconds: a model sends a few characters at a time, tens of
+    times a second, and every wake-up, hand-over and relayed write costs the
+    same whether it carries one chunk or five. What the model sends meanwhile
+    is read without waiting, and the reader, woken only when the thread waits
+    again, takes it all as one batch. The first text or tool call of an
+    answer is handed over as soon as it comes.
     """
 
     def __init__(self, open_response: Callable[[], Any], window: float) -> None:
@@ -196,20 +206,24 @@ class ModelStream:
         decoder = SSEDecoder()
         pieces = iter(response.iter_bytes())
         try:
+            answering = False
             while True:
                 started = time.monotonic()
                 piece = next(pieces, None)
                 if piece is None:
                     return
                 chunks = decoder.feed(piece)
+                waited = time.monotonic() - started > BLOCKED_READ_S
+                if chunks and answering and waited and not self._closed:
+                    # Held back: what the model sends meanwhile gathers in the
+                    # socket, is read without waiting next, and goes out with
+                    # these in one batch.
+                    time.sleep(self._window)
                 if chunks:
                     self._queue.put(chunks)
+                    answering = answering or any(map(_carries_output, chunks))
                 if decoder.done or self._closed:
                     return
-                if time.monotonic() - started > BLOCKED_READ_S:
-                    # That read waited for the model: what it sends next
-                    # gathers in the socket meanwhile and is read at once.
-                    time.sleep(self._window)
         except InStreamError as error:
             raise openai.APIError(
                 error.message, response.request, body=error.body
