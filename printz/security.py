@@ -16,6 +16,7 @@ import werkzeug.exceptions
 from flask import Flask, current_app, request
 from flask_cors import CORS
 
+from printz import unicode
 from printz.errors import APIError, BadRequest, Forbidden
 from printz.schemas import SESSION_SCHEME
 
@@ -74,6 +75,14 @@ def guard_state_change() -> None:
             raise BadRequest(
                 "The body is nested too deeply to read.", code="malformed_json"
             ) from None
+        if unicode.may_hold_lone_surrogate(
+            request.get_data(cache=True)
+        ) and unicode.holds_lone_surrogate(request.get_json()):
+            raise BadRequest(
+                "The body holds a lone UTF-16 surrogate (\\ud800-\\udfff), "
+                "which is no character.",
+                code="malformed_json",
+            )
 
 
 def _refuse_long_chunked_body() -> None:

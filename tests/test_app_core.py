@@ -99,6 +99,33 @@ def test_json_nested_too_deeply_to_read_is_a_400_not_a_500(client):
     assert response.get_json()["error"]["code"] == "malformed_json"
 
 
+def test_a_lone_surrogate_in_a_body_is_a_400_and_nothing_is_stored(client):
+    email = "lone-surrogate@example.com"
+    body = json.dumps({"email": email, "password": PASSWORD, "name": "Ada LONE"})
+    body = body.replace("LONE", "\\ud800")
+
+    response = client.post(
+        "/api/auth/register", data=body, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "malformed_json"
+    login = client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 401
+
+
+def test_an_escaped_surrogate_pair_is_text(client):
+    body = json.dumps({"email": "pair@example.com", "password": PASSWORD, "name": "P"})
+    body = body.replace('"P"', '"Ada \\ud83d\\ude00"')
+
+    response = client.post(
+        "/api/auth/register", data=body, content_type="application/json"
+    )
+
+    assert response.status_code == 201
+    assert response.get_json()["name"] == "Ada \U0001f600"
+
+
 def test_body_over_one_mebibyte_is_a_413(client):
     huge = '{"email": "' + "a" * (1024 * 1024) + '"}'
 

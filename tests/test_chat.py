@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import uuid
 
 import pytest
@@ -787,6 +788,9 @@ def test_a_chat_transaction_loses_the_prompt_before_the_sdk_serialises_it(
         return installed(event, **options)
 
     monkeypatch.setattr(sentry_sdk.client, "serialize", recording)
+    # The SDK puts sys.argv in every event; pytest's, given more than ten
+    # arguments, is past the databag's breadth and not plain for that alone.
+    monkeypatch.setattr(sys, "argv", ["gunicorn", "wsgi:app"])
     model_server.script.push(Turn(text="Hello there"))
     secret_prompt = "my card is nearly full, quote 500 flyers"
 
@@ -822,3 +826,35 @@ def test_chunks_that_come_close_together_are_relayed_together(settings, model_se
     # 220 ms (window plus one interval) for 0.6 s of words, never one a word.
     assert deltas[0] == words[0]
     assert len(deltas) <= 8
+
+
+def test_a_lone_surrogate_in_the_customers_text_is_a_400(app, customer, model_server):
+    conversation = new_conversation()
+    body = json.dumps(chat_body(conversation, "hi SURROGATE")).replace(
+        "SURROGATE", "\\ud800"
+    )
+
+    response = customer.post("/api/chat", data=body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "malformed_json"
+    assert model_server.requests == []
+    assert stored_messages(app, conversation) == []
+
+
+def test_half_an_emoji_from_the_model_is_relayed_and_saved_as_a_replacement(
+    app, customer, model_server
+):
+    # json.dumps on the model's side escapes it as "\ud83d": valid JSON only.
+    model_server.script.push(Turn(text=["Here ", "\ud83d", " you go."]))
+    conversation = new_conversation()
+
+    response = customer.post("/api/chat", json=chat_body(conversation, "hi"))
+
+    chunks = [c for c in sse_chunks(response.get_data()) if c != "[DONE]"]
+    text = "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
+    assert text == "Here \ufffd you go."
+    assert not [c for c in chunks if c["type"] == "error"]
+    [_, answer] = stored_messages(app, conversation)
+    assert answer["status"] == "complete"
+    assert json.dumps(answer["parts"], ensure_ascii=False).count("\ufffd") == 1

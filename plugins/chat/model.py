@@ -22,6 +22,7 @@ import httpx2
 import openai
 from flask import Flask, current_app
 
+from printz import unicode
 from printz.errors import APIError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,10 @@ def _chunk(data: bytes) -> Any:
         chunk = json.loads(data)
     except ValueError:
         raise InStreamError("The model sent a chunk that is not JSON.") from None
+    if unicode.may_hold_lone_surrogate(data):
+        # A model may cut an escaped emoji in two; the halves become U+FFFD
+        # rather than text no reply or database write could encode.
+        chunk = unicode.mend(chunk)
     if isinstance(chunk, dict) and chunk.get("error"):
         error = chunk["error"]
         message = error.get("message") if isinstance(error, dict) else None
