@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import runpy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -263,6 +264,12 @@ def env_names(setting: Setting) -> list[str]:
     return names
 
 
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DECIMAL_NUMBER = re.compile(
+    r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII
+)
+
+
 def _coerce(setting: Setting, raw: Any) -> Any:
     """Turn a raw value (a string from the environment) into the default's type."""
     default = setting.default
@@ -278,11 +285,13 @@ def _coerce(setting: Setting, raw: Any) -> Any:
             return False
         raise ConfigError(f"{setting.name}={raw!r}: must be true or false")
     if isinstance(default, int | float):
-        try:
-            return type(default)(text)
-        except ValueError:
+        # Plain decimal only: int() and float() also take "1_0", other
+        # scripts' digits, "inf" and "nan", none of which an operator means.
+        pattern = _WHOLE_NUMBER if isinstance(default, int) else _DECIMAL_NUMBER
+        if not pattern.fullmatch(text):
             kind = "a whole number" if isinstance(default, int) else "a number"
-            raise ConfigError(f"{setting.name}={raw!r}: must be {kind}") from None
+            raise ConfigError(f"{setting.name}={raw!r}: must be {kind}")
+        return type(default)(text)
     if isinstance(default, tuple):
         if text.startswith("["):
             return tuple(json.loads(text))

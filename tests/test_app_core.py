@@ -242,6 +242,38 @@ def test_a_number_setting_given_text_names_the_key(monkeypatch):
         load_settings()
 
 
+@pytest.mark.parametrize("text", ["1_0", "\u0665\u0660", "5.0", "0x10", "1e2"])
+def test_a_whole_number_setting_takes_plain_digits_only(monkeypatch, text):
+    from printz.config import load_settings
+
+    monkeypatch.setenv("PRINTZ_CHAT_RELAY_WINDOW_MS", text)
+
+    with pytest.raises(ConfigError, match=r"RELAY_WINDOW_MS=.*must be a whole"):
+        load_settings()
+
+
+@pytest.mark.parametrize("text", ["inf", "nan", "1_0.5", "\u0665"])
+def test_a_decimal_setting_takes_a_plain_number_only(monkeypatch, text):
+    from printz.config import load_settings
+
+    monkeypatch.setenv("PRINTZ_CHAT_TIMEOUT_S", text)
+
+    with pytest.raises(ConfigError, match=r"CHAT_TIMEOUT_S=.*must be a number"):
+        load_settings()
+
+
+def test_number_settings_read_signs_spaces_and_exponents(monkeypatch):
+    from printz.config import load_settings
+
+    monkeypatch.setenv("PRINTZ_CHAT_RELAY_WINDOW_MS", " +20 ")
+    monkeypatch.setenv("PRINTZ_CHAT_TIMEOUT_S", "1.5e1")
+
+    values = load_settings()
+
+    assert values["PRINTZ_CHAT_RELAY_WINDOW_MS"] == 20
+    assert values["PRINTZ_CHAT_TIMEOUT_S"] == 15.0
+
+
 def test_a_broken_sentry_setting_does_not_stop_the_app(settings, caplog):
     settings.update(SENTRY_DSN="this is not a dsn")
 

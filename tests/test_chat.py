@@ -858,3 +858,20 @@ def test_half_an_emoji_from_the_model_is_relayed_and_saved_as_a_replacement(
     [_, answer] = stored_messages(app, conversation)
     assert answer["status"] == "complete"
     assert json.dumps(answer["parts"], ensure_ascii=False).count("\ufffd") == 1
+
+
+def test_with_sentry_off_a_model_failure_names_no_event(settings, model_server):
+    from printz import create_app
+    from tests.conftest import register
+
+    settings.update(SENTRY_DSN=None)
+    browser = create_app(settings).test_client()
+    register(browser)
+    model_server.script.push(Turn(fail_status=500), Turn(fail_status=500))
+
+    response = browser.post("/api/chat", json=chat_body(new_conversation(), "hi"))
+
+    assert response.status_code == 502
+    error = response.get_json()["error"]
+    assert error["code"] == "model_unavailable"
+    assert "event_id" not in error

@@ -155,7 +155,10 @@ class ChatTurn:
                     log.warning("model failed before the first token; retrying")
                     continue
                 self._fail_before_stream(error)
-                raise ModelUnavailable(extra={"event_id": self.event_id}) from error
+                # The event's id, as in every reported error; none when
+                # Sentry is off.
+                reported = {"event_id": self.event_id} if self.event_id else None
+                raise ModelUnavailable(extra=reported) from error
 
     def _meanwhile(self, work: Callable[[], object]) -> None:
         try:
