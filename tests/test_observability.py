@@ -302,6 +302,19 @@ def test_email_is_sent_only_when_settings_allow_it(settings, sentry_sink):
     assert one_event(sentry_sink)["user"]["email"] == email
 
 
+def test_a_customer_of_an_app_without_sentry_is_in_no_later_event(
+    settings, sentry_sink
+):
+    without_sentry = dict(settings, SENTRY_DSN=None)
+    register(create_app(without_sentry).test_client())  # same thread, no fork
+    browser = create_app(settings).test_client()
+    sentry_sink.clear()
+
+    browser.get("/debug-sentry")
+
+    assert not one_event(sentry_sink).get("user")
+
+
 def test_logout_clears_the_user(customer, sentry_sink):
     customer.post("/api/auth/logout", headers={"X-Request-ID": "req-logout-1"})
     customer.get("/debug-sentry", headers={"X-Request-ID": "req-after-logout"})

@@ -114,9 +114,15 @@ def _identify_user() -> None:
     except DependencyUnavailable:
         # The session store is down: a route that needs the session answers
         # 503 by itself, and one that does not (the catalogue) still works.
-        return
+        authenticated = False
     if authenticated:
         set_sentry_user(current_user)
+    else:
+        # A request's scope starts as a copy of the scope it was forked from,
+        # which need not be empty (with Sentry off the SDK forks nothing, so
+        # an app's requests write to the thread's own): no customer of an
+        # earlier request may show through.
+        clear_sentry_user()
 
 
 def _finish_request(response):
