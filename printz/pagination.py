@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from printz import unicode
 from printz.errors import ValidationFailed
 
 DEFAULT_PAGE_SIZE = 20
@@ -61,7 +62,7 @@ def decode_cursor(cursor: str, shape: dict[str, type]) -> dict[str, Any]:
         value = position[key]
         if isinstance(value, bool) or not isinstance(value, kind):
             raise InvalidCursor()
-        if isinstance(value, str) and not _encodable(value):
+        if isinstance(value, str) and not unicode.is_text(value):
             raise InvalidCursor()
     return position
 
@@ -80,12 +81,3 @@ def position_moment(milliseconds: int) -> datetime:
         return _EPOCH + timedelta(milliseconds=milliseconds)
     except OverflowError:
         raise InvalidCursor() from None
-
-
-def _encodable(text: str) -> bool:
-    """False for a lone surrogate ("\\ud800" in JSON), which MongoDB cannot take."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

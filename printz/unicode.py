@@ -20,13 +20,18 @@ def may_hold_lone_surrogate(raw: bytes) -> bool:
     return _SURROGATE_ESCAPE.search(raw) is not None
 
 
+def is_text(text: str) -> bool:
+    """False for a string holding a lone surrogate, which UTF-8 cannot encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def holds_lone_surrogate(value: Any) -> bool:
     """Whether parsed JSON holds a string with a surrogate that pairs with nothing."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+    return not is_text(json.dumps(value, ensure_ascii=False))
 
 
 def mend(value: Any) -> Any:
